@@ -1,0 +1,58 @@
+"""DRYTorch: reproducible, documented and reusable PyTorch experiments.
+
+The names below are imported on first use, so ``import drytorch`` stays cheap
+and loads neither torch nor any plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from drytorch.__about__ import __version__
+from drytorch.hookspecs._markers import hookimpl
+
+if TYPE_CHECKING:
+    from drytorch.core.experiment import Experiment, Run
+    from drytorch.core.tracking import (
+        Tracker,
+        extend_default_trackers,
+        init_trackers,
+        remove_all_default_trackers,
+    )
+    from drytorch.lib.models import Model
+
+__all__ = [
+    'Experiment',
+    'Model',
+    'Run',
+    'Tracker',
+    '__version__',
+    'extend_default_trackers',
+    'hookimpl',
+    'init_trackers',
+    'remove_all_default_trackers',
+]
+
+_LAZY = {
+    'Experiment': 'drytorch.core.experiment',
+    'Run': 'drytorch.core.experiment',
+    'Tracker': 'drytorch.core.tracking',
+    'extend_default_trackers': 'drytorch.core.tracking',
+    'init_trackers': 'drytorch.core.tracking',
+    'remove_all_default_trackers': 'drytorch.core.tracking',
+    'Model': 'drytorch.lib.models',
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

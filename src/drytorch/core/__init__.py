@@ -1,0 +1,1 @@
+"""The core: experiments and runs, scope, registry, plugin host, settings, events."""

@@ -1,0 +1,166 @@
+"""Errors and warnings raised by DRYTorch.
+
+Every error says what went wrong and how to fix it. All derive from
+``DryTorchError`` so callers can catch the library's errors in one clause.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    'AccessOutsideScopeError',
+    'ConfigMismatchError',
+    'ConfigNotImmutableError',
+    'CorruptRecordError',
+    'DryTorchError',
+    'DryTorchWarning',
+    'InvalidNameError',
+    'ModuleAlreadyRegisteredError',
+    'ModuleNotRegisteredError',
+    'NoActiveExperimentError',
+    'PluginError',
+    'RunAlreadyActiveError',
+    'RunAlreadyExistsError',
+    'RunInUseError',
+    'RunNotFoundError',
+    'SettingsError',
+    'TrackerError',
+    'TrackerFailureWarning',
+    'UnknownSettingWarning',
+]
+
+
+class DryTorchError(Exception):
+    """Base class of every error raised by DRYTorch."""
+
+
+class DryTorchWarning(UserWarning):
+    """Base class of every warning issued by DRYTorch."""
+
+
+class NoActiveExperimentError(DryTorchError):
+    """Something that needs an active run was used while no run is on."""
+
+    def __init__(self, what: str = 'The configuration') -> None:
+        super().__init__(
+            f'{what} is only available while a run is active. '
+            'Start one with `with experiment.create_run(): ...` '
+            'or `experiment.create_run().start()`.'
+        )
+
+
+class AccessOutsideScopeError(DryTorchError):
+    """The active run belongs to another experiment than the one asked for."""
+
+    def __init__(self, asked: str, active: str) -> None:
+        super().__init__(
+            f'{asked}.get_config() was called while a run of experiment '
+            f'{active!r} is active. Call get_config() on that experiment class '
+            '(or on drytorch.Experiment) instead.'
+        )
+
+
+class RunAlreadyActiveError(DryTorchError):
+    """A run was started while another run is active in this process."""
+
+    def __init__(self, active: str, new: str) -> None:
+        super().__init__(
+            f'Cannot start {new}: {active} is still active in this process. '
+            'Only one run can be active at a time; call run.stop() on it first.'
+        )
+
+
+class RunAlreadyExistsError(DryTorchError):
+    """An explicit run id is already recorded for the experiment."""
+
+    def __init__(self, run_id: str, experiment: str) -> None:
+        super().__init__(
+            f'Run {run_id!r} already exists for experiment {experiment!r}. '
+            'Pass resume=True to continue it, or choose another run_id.'
+        )
+
+
+class RunNotFoundError(DryTorchError):
+    """No run with the requested id is recorded."""
+
+    def __init__(self, run_id: str, experiment: str) -> None:
+        super().__init__(
+            f'No run {run_id!r} is recorded for experiment {experiment!r}. '
+            'List the recorded runs with experiment.list_runs() or `drytorch runs`.'
+        )
+
+
+class RunInUseError(DryTorchError):
+    """Another live process holds the run."""
+
+    def __init__(self, run_id: str, holder: str) -> None:
+        super().__init__(
+            f'Run {run_id!r} is in use by {holder}. Wait for it to stop, '
+            'or resume another run.'
+        )
+
+
+class ConfigMismatchError(DryTorchError):
+    """A run was resumed with a configuration different from its recorded one."""
+
+    def __init__(self, run_id: str, differences: list[str]) -> None:
+        self.differences = differences
+        lines = '\n'.join(f'  {line}' for line in differences)
+        super().__init__(
+            f'Cannot resume run {run_id!r}: the configuration differs from the '
+            f'recorded one (recorded -> current):\n{lines}\n'
+            'A changed configuration is a new experiment: start a new run instead.'
+        )
+
+
+class ConfigNotImmutableError(DryTorchError):
+    """The experiment configuration can be changed after creation."""
+
+
+class InvalidNameError(DryTorchError, ValueError):
+    """A run id, experiment or model name cannot be used safely."""
+
+
+class CorruptRecordError(DryTorchError):
+    """A run record on disk cannot be read. The file is left untouched."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f'Run record {path} cannot be read ({reason}). It was left untouched; '
+            'fix or move the file to use that run again.'
+        )
+
+
+class ModuleAlreadyRegisteredError(DryTorchError):
+    """A module registered in one run was wrapped again in another run."""
+
+    def __init__(self, module_name: str, owner: str, current: str) -> None:
+        super().__init__(
+            f'Module {module_name} is registered in {owner} and cannot be used in '
+            f'{current}: runs must not share state. Build a fresh module, or release '
+            'it first with drytorch.core.registering.unregister_model(model).'
+        )
+
+
+class ModuleNotRegisteredError(DryTorchError):
+    """A model that does not belong to the active run was used in it."""
+
+
+class SettingsError(DryTorchError):
+    """A DRYTorch setting has an invalid value."""
+
+
+class PluginError(DryTorchError):
+    """A plugin could not be loaded or does not follow the hook contract."""
+
+
+class TrackerError(DryTorchError):
+    """A tracker could not be subscribed or removed."""
+
+
+class TrackerFailureWarning(DryTorchWarning):
+    """A tracker raised inside a hook; it was unsubscribed and the run went on."""
+
+
+class UnknownSettingWarning(DryTorchWarning):
+    """A ``[tool.drytorch]`` key is not known to DRYTorch."""

@@ -1,0 +1,396 @@
+"""Experiments and their runs.
+
+An ``Experiment`` is code defined entirely by one immutable configuration;
+its identity is its name and output folder (``par_dir``), so building the
+same experiment again, in a notebook cell or a new process, addresses the same
+recorded runs. A ``Run`` is one execution of it, recorded in the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import re
+import sys
+import warnings
+import weakref
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Generic, Literal, Self, TypeVar
+
+from drytorch.core import (
+    environment,
+    exceptions,
+    log_events,
+    registry,
+    scope,
+    settings,
+    snapshot,
+    tracking,
+)
+from drytorch.core.plugins import get_host
+
+__all__ = ['Experiment', 'Run', 'experiment_key']
+
+ConfigT = TypeVar('ConfigT')
+RECORD_VERSION = 1
+
+
+class Experiment(Generic[ConfigT]):
+    """An experiment: code defined entirely by one immutable configuration.
+
+    Subclass it, or annotate it, with the configuration type::
+
+        class MyExperiment(Experiment[MyConfig]): ...
+
+        exp = MyExperiment(MyConfig(...), name='baseline', par_dir='outputs')
+        with exp.create_run() as run:
+            MyExperiment.get_config()  # the configuration, anywhere in the code
+
+    Args:
+        config: the configuration: a frozen dataclass, a NamedTuple, a frozen
+            pydantic model, or ``None``.
+        name: the experiment's name; defaults to the class name.
+        par_dir: the folder where trackers write outputs; defaults to the
+            ``par_dir`` setting (the working directory).
+        tags: labels recorded with every run.
+
+    Attributes:
+        name: the experiment's name.
+        par_dir: the absolute output folder.
+        tags: the experiment's tags.
+        key: the registry key, unique for a name and ``par_dir``.
+        trackers: the trackers of this experiment.
+        registry: the run registry it records to.
+    """
+
+    def __init__(
+        self,
+        config: ConfigT,
+        *,
+        name: str = '',
+        par_dir: str | os.PathLike[str] | None = None,
+        tags: Iterable[str] = (),
+    ) -> None:
+        config_settings = settings.get_settings()
+        host = get_host()
+        self.name = name or type(self).__name__
+        host.hook.validate_name(name=self.name, kind='experiment')
+        host.hook.validate_config(config=config)
+        self._config = config
+        self.tags = tuple(tags)
+        if not all(isinstance(tag, str) for tag in self.tags):
+            raise TypeError(f'Experiment tags must be strings, got {self.tags!r}.')
+        base = par_dir if par_dir is not None else config_settings.par_dir
+        self.par_dir = pathlib.Path(base).expanduser().resolve()
+        self.key = experiment_key(self.name, self.par_dir)
+        self.registry = registry.RunRegistry(config_settings.registry_dir)
+        self.trackers = tracking.TrackerRegistry(self.name, tracking.default_trackers())
+        self._runs: dict[str, Run[ConfigT]] = {}
+
+    @property
+    def config(self) -> ConfigT:
+        """The experiment's configuration."""
+        return self._config
+
+    @classmethod
+    def get_config(cls) -> ConfigT:
+        """Return the configuration of the active run.
+
+        Raises:
+            NoActiveExperimentError: no run is active.
+            AccessOutsideScopeError: the active run belongs to an experiment
+                that is not an instance of this class.
+        """
+        result = get_host().hook.get_config(experiment_class=cls)
+        if result is None and scope.active_run() is None:
+            raise exceptions.NoActiveExperimentError(f'{cls.__name__}.get_config()')
+        return result  # type: ignore[no-any-return]
+
+    def create_run(
+        self, run_id: str | None = None, *, resume: bool = False
+    ) -> Run[ConfigT]:
+        """Create a run, or get a recorded one back with ``resume=True``.
+
+        Args:
+            run_id: the run's id; by default the creation time. With
+                ``resume=True`` and no recorded run of that id, the run is
+                created (with a warning), so one script serves the first
+                launch and every relaunch.
+            resume: continue the run ``run_id``, or the newest run of this
+                experiment when ``run_id`` is ``None``. With no run recorded, a
+                new run is created (with a warning).
+
+        Returns:
+            The run, not started yet: use it as a context manager, or call
+            ``start()`` and ``stop()``. Resuming in the process that created
+            the run returns the same object.
+
+        Raises:
+            RunAlreadyExistsError: ``run_id`` is recorded and ``resume`` is False.
+            ConfigMismatchError: the recorded run has another configuration.
+            RunInUseError: another live process runs it.
+            CorruptRecordError: its record cannot be read.
+            InvalidNameError: ``run_id`` cannot be used as a file name.
+        """
+        if run_id is not None:
+            get_host().hook.validate_name(name=run_id, kind='run')
+        if not resume:
+            return self._new_run(run_id)
+        target = run_id or self.registry.last_id(self.key)
+        if target is None:
+            warnings.warn(
+                f'No run of experiment {self.name!r} is recorded: starting a new one.',
+                exceptions.DryTorchWarning,
+                stacklevel=2,
+            )
+            return self._new_run(None)
+        if target in self._runs:
+            return self._runs[target]
+        try:
+            record = self.registry.read(self.key, target)
+        except FileNotFoundError:
+            warnings.warn(
+                f'Run {target!r} of experiment {self.name!r} is not recorded yet: '
+                'creating it.',
+                exceptions.DryTorchWarning,
+                stacklevel=2,
+            )
+            try:
+                return self._new_run(target)
+            except exceptions.RunAlreadyExistsError:  # another process won the race
+                record = self.registry.read(self.key, target)
+        return self._resume(record)
+
+    def list_runs(self) -> list[registry.RunRecord]:
+        """Return the recorded runs of this experiment, oldest first."""
+        return self.registry.list_runs(self.key)
+
+    def _new_run(self, run_id: str | None) -> Run[ConfigT]:
+        self.registry.ensure_experiment(
+            self.key,
+            {
+                'name': self.name,
+                'class': _qualname(type(self)),
+                'par_dir': str(self.par_dir),
+                'created_at': registry.now(),
+            },
+        )
+        record = {
+            'record_version': RECORD_VERSION,
+            'experiment': self.name,
+            'experiment_class': _qualname(type(self)),
+            'experiment_key': self.key,
+            'status': 'created',
+            'created_at': registry.now(),
+            'par_dir': str(self.par_dir),
+            'tags': list(self.tags),
+            'config_class': _qualname(type(self.config)),
+            'config_hash': snapshot.config_hash(self.config),
+            'config': snapshot.to_toml(self.config),
+            'environment': environment.capture(),
+        }
+        try:
+            new_id = self.registry.create(self.key, record, run_id)
+        except FileExistsError:
+            assert run_id is not None
+            raise exceptions.RunAlreadyExistsError(run_id, self.name) from None
+        run = Run(self, new_id, {'id': new_id, **record}, recorded=False)
+        self._runs[new_id] = run
+        return run
+
+    def _resume(self, record: registry.RunRecord) -> Run[ConfigT]:
+        if record.config_hash != snapshot.config_hash(self.config):
+            differences = snapshot.diff(record.config, snapshot.to_toml(self.config))
+            raise exceptions.ConfigMismatchError(
+                record.id,
+                differences
+                or [
+                    f'hash {record.config_hash} -> {snapshot.config_hash(self.config)}'
+                ],
+            )
+        if record.status == 'running':
+            raise exceptions.RunInUseError(record.id, registry.holder(record))
+        run = Run(self, record.id, dict(record.data), recorded=True)
+        self._runs[record.id] = run
+        return run
+
+    def __repr__(self) -> str:
+        return (
+            f'{type(self).__name__}(name={self.name!r}, par_dir={str(self.par_dir)!r})'
+        )
+
+
+class Run(Generic[ConfigT]):
+    """One execution of an experiment, recorded in the run registry.
+
+    Use it as a context manager, or call ``start()`` and ``stop()``. A run left
+    running is stopped at interpreter exit by a weak-reference finaliser (its
+    record notes it); do not rely on that for correct records.
+
+    Attributes:
+        experiment: the experiment it executes.
+        id: its id, unique within the experiment.
+    """
+
+    def __init__(
+        self,
+        experiment: Experiment[ConfigT],
+        run_id: str,
+        record: dict[str, Any],
+        *,
+        recorded: bool,
+    ) -> None:
+        self.experiment = experiment
+        self.id = run_id
+        self.model_names: set[str] = set()
+        self._record = record
+        self._recorded = recorded
+        self._lock = experiment.registry.lock(experiment.key, run_id)
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def status(self) -> log_events.RunStatus:
+        """The run's status as last written by this process."""
+        status: log_events.RunStatus = self._record['status']
+        return status
+
+    @property
+    def record_path(self) -> pathlib.Path:
+        """The run's record file."""
+        return self.experiment.registry.record_path(self.experiment.key, self.id)
+
+    @property
+    def is_active(self) -> bool:
+        """Whether this is the active run of the process."""
+        return scope.active_run() is self
+
+    def start(self) -> Self:
+        """Start (or resume) the run and make it the active one.
+
+        Raises:
+            RunAlreadyActiveError: a run is already active in this process.
+            RunInUseError: another process runs it.
+        """
+        active = scope.active_run()
+        if active is not None:
+            raise exceptions.RunAlreadyActiveError(repr(active), repr(self))
+        exp = self.experiment
+        if not self._lock.try_acquire():
+            holder = registry.holder(exp.registry.read(exp.key, self.id))
+            raise exceptions.RunInUseError(self.id, holder)
+        host = get_host()
+        try:
+            if self._recorded:  # another process may have written it since
+                self._record = dict(exp.registry.read(exp.key, self.id).data)
+            scope.enter(self)
+            exp.trackers.activate(host)
+            started = registry.now()
+            session = {
+                'started_at': started,
+                'pid': os.getpid(),
+                'host': registry.this_host(),
+            }
+            self._record.update(
+                status='running',
+                started_at=started,
+                pid=os.getpid(),
+                host=registry.this_host(),
+                sessions=[*self._record.get('sessions', []), session],
+            )
+            self._record.pop('error', None)
+            exp.registry.write(exp.key, self._record)
+        except BaseException:
+            exp.trackers.deactivate()
+            scope.exit(self)
+            self._lock.release()
+            raise
+        resumed = self._recorded
+        self._recorded = True
+        self._finalizer = weakref.finalize(self, _stop_at_exit, weakref.ref(self))
+        event = log_events.RunStartEvent(
+            experiment_name=exp.name,
+            experiment_class=type(exp).__name__,
+            run_id=self.id,
+            resumed=resumed,
+            config=exp.config,
+            par_dir=exp.par_dir,
+            tags=exp.tags,
+            record_path=self.record_path,
+            timestamp=started,
+        )
+        host.broadcast('on_run_start', event)
+        return self
+
+    def stop(self, error: BaseException | None = None, *, reason: str = '') -> None:
+        """Stop the run and finalise its record; do nothing if it is not active.
+
+        Args:
+            error: the exception that ended the run; the run is then ``failed``.
+            reason: why the run stopped, when not by the user's code.
+        """
+        if not self.is_active:
+            return
+        exp = self.experiment
+        stopped = registry.now()
+        status: log_events.RunStatus = 'failed' if error is not None else 'completed'
+        message = f'{type(error).__name__}: {error}' if error is not None else None
+        try:
+            get_host().broadcast(
+                'on_run_stop',
+                log_events.RunStopEvent(exp.name, self.id, status, message, stopped),
+            )
+        finally:
+            exp.trackers.deactivate()
+            scope.exit(self)
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            self._record.update(status=status, stopped_at=stopped)
+            self._record['sessions'][-1].update(status=status, stopped_at=stopped)
+            if message is not None:
+                self._record['error'] = message
+            if reason:
+                self._record['sessions'][-1]['stop_reason'] = reason
+            try:
+                exp.registry.write(exp.key, self._record)
+            finally:
+                self._lock.release()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        self.stop(exc)
+        return False
+
+    def __repr__(self) -> str:
+        return f'Run {self.id!r} of experiment {self.experiment.name!r}'
+
+
+def _stop_at_exit(ref: weakref.ref[Run[Any]]) -> None:
+    """Stop a run still active at interpreter exit (or when it is collected)."""
+    run = ref()
+    if run is not None:
+        error = getattr(sys, 'last_value', None)
+        run.stop(error, reason='stopped at interpreter exit: run.stop() not called')
+
+
+def experiment_key(name: str, par_dir: pathlib.Path) -> str:
+    """Return the registry key of an experiment: a readable slug and a short hash.
+
+    Two projects' experiments with the same name never collide because the
+    hash covers the absolute ``par_dir``.
+    """
+    slug = re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:40] or 'experiment'
+    digest = hashlib.sha256(f'{name}\0{par_dir}'.encode()).hexdigest()[:10]
+    return f'{slug}-{digest}'
+
+
+def _qualname(cls: type) -> str:
+    return f'{cls.__module__}.{cls.__qualname__}'

@@ -1,0 +1,241 @@
+"""The plugin host: loads built-in and entry-point plugins, dispatches hooks.
+
+Built-in plugins are module paths in ``BUILTIN_PLUGINS`` and load through the
+same path as third-party ones found in the ``drytorch`` entry-point group.
+Nothing is imported until the host is first needed, so ``import drytorch``
+stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pluggy
+
+from drytorch.core import exceptions, settings
+from drytorch.hookspecs import PROJECT_NAME, SPEC_MODULES
+
+__all__ = [
+    'BUILTIN_PLUGINS',
+    'ENTRY_POINT_GROUP',
+    'PluginHost',
+    'PluginInfo',
+    'PluginLoadWarning',
+    'get_host',
+    'reset_host',
+]
+
+ENTRY_POINT_GROUP = 'drytorch'
+BUILTIN_PLUGINS = (
+    'drytorch.core.scope',
+    'drytorch.validators.names',
+    'drytorch.validators.config',
+    'drytorch.validators.modules',
+    'drytorch.trackers.defaults',
+)
+TRACKING_HOOKS = frozenset({'on_run_start', 'on_run_stop', 'on_model_register',
+                            'on_model_unregister'})  # fmt: skip
+
+
+class PluginLoadWarning(exceptions.DryTorchWarning):
+    """A plugin could not be imported and was skipped."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """What ``drytorch plugins`` shows about one registered plugin."""
+
+    name: str
+    origin: str
+    hooks: tuple[str, ...]
+
+
+class PluginHost:
+    """A pluggy ``PluginManager`` with DRYTorch's fault rules on top.
+
+    Tracking hooks go through ``broadcast``: an implementation that raises is
+    reported once and unregistered, and the others still run. Every other
+    hook is called through ``hook`` and its errors propagate.
+    """
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager(PROJECT_NAME)
+        for module in SPEC_MODULES:
+            self.manager.add_hookspecs(module)
+        self._origins: dict[str, str] = {}
+        self._on_fault: dict[str, Callable[[], None]] = {}
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay; errors of implementations propagate."""
+        return self.manager.hook
+
+    def load(self, config: settings.Settings) -> None:
+        """Register the built-in plugins, then the entry-point ones."""
+        for module_name in BUILTIN_PLUGINS:
+            if module_name not in config.disable_plugins:
+                self.register(importlib.import_module(module_name), module_name)
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if entry_point.name in config.disable_plugins:
+                continue
+            if self.manager.has_plugin(entry_point.name):
+                continue  # the same distribution seen twice on sys.path
+            origin = _origin(entry_point)
+            try:
+                plugin = entry_point.load()
+                if isinstance(plugin, type):
+                    plugin = plugin()
+            except Exception as err:
+                if config.strict_plugins:
+                    raise exceptions.PluginError(
+                        f'Plugin {entry_point.name!r} ({origin}) failed to load: '
+                        f'{type(err).__name__}: {err}'
+                    ) from err
+                warnings.warn(
+                    f'Plugin {entry_point.name!r} ({origin}) failed to load and was '
+                    f'skipped: {type(err).__name__}: {err}. Set '
+                    'DRYTORCH_STRICT_PLUGINS=1 to raise instead, or disable it with '
+                    f'DRYTORCH_DISABLE_PLUGINS={entry_point.name}.',
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
+                continue
+            self.register(plugin, entry_point.name, origin)
+        try:
+            self.manager.check_pending()
+        except pluggy.PluginValidationError as err:  # pragma: no cover - see register
+            raise exceptions.PluginError(str(err)) from err
+
+    def register(
+        self,
+        plugin: object,
+        name: str,
+        origin: str = 'built-in',
+        on_fault: Callable[[], None] | None = None,
+    ) -> None:
+        """Register ``plugin`` under ``name`` and check it against the contract.
+
+        Args:
+            plugin: a module or object with ``@drytorch.hookimpl`` functions.
+            name: the unique plugin name shown by ``drytorch plugins``.
+            origin: where it came from (built-in, a distribution, a tracker).
+            on_fault: called after the plugin is unregistered for raising in a
+                tracking hook.
+
+        Raises:
+            PluginError: the name is taken, a hook is unknown (a misspelt hook
+                name), or a hook's arguments do not match the contract.
+        """
+        if self.manager.has_plugin(name):
+            raise exceptions.PluginError(f'A plugin named {name!r} is already loaded.')
+        try:
+            self.manager.register(plugin, name)
+        except pluggy.PluginValidationError as err:
+            raise exceptions.PluginError(
+                f'Plugin {name!r} ({origin}) does not follow the hook contract: {err}'
+            ) from err
+        problems = []
+        for caller in self.manager.get_hookcallers(plugin) or []:
+            impls = [i for i in caller.get_hookimpls() if i.plugin is plugin]
+            if caller.spec is None and not all(i.optionalhook for i in impls):
+                problems.append(f'{caller.name!r} is not a DRYTorch hook')
+            elif caller.name in TRACKING_HOOKS and any(
+                i.wrapper or i.hookwrapper for i in impls
+            ):
+                problems.append(f'{caller.name!r} is a tracking hook: no wrappers')
+        if problems:
+            self.manager.unregister(plugin)
+            known = ', '.join(sorted(self.hook_names()))
+            raise exceptions.PluginError(
+                f'Plugin {name!r} ({origin}): {"; ".join(problems)}. '
+                f'Known hooks: {known}.'
+            )
+        self._origins[name] = origin
+        if on_fault is not None:
+            self._on_fault[name] = on_fault
+
+    def unregister(self, name: str) -> None:
+        """Unregister the plugin called ``name`` if it is registered."""
+        if self.manager.has_plugin(name):
+            self.manager.unregister(name=name)
+        self._origins.pop(name, None)
+        self._on_fault.pop(name, None)
+
+    def broadcast(self, hook_name: str, event: object) -> None:
+        """Deliver ``event`` to every implementation of a tracking hook.
+
+        Implementations run in pluggy's order. One that raises an ``Exception``
+        is reported with a ``TrackerFailureWarning`` and unregistered.
+        """
+        caller = getattr(self.manager.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                if impl.argnames:
+                    impl.function(event)
+                else:
+                    impl.function()
+            except Exception as err:
+                self._fault(impl.plugin_name, hook_name, err)
+
+    def hook_names(self) -> list[str]:
+        """Return the names of every hook in the contract."""
+        return [
+            name
+            for name, caller in vars(self.manager.hook).items()
+            if getattr(caller, 'spec', None) is not None
+        ]
+
+    def plugins(self) -> Iterator[PluginInfo]:
+        """Yield what is known about every registered plugin."""
+        for name, plugin in self.manager.list_name_plugin():
+            callers = self.manager.get_hookcallers(plugin) or []
+            hooks = tuple(sorted(caller.name for caller in callers))
+            yield PluginInfo(name, self._origins.get(name, 'runtime'), hooks)
+
+    def _fault(self, plugin_name: str, hook_name: str, err: Exception) -> None:
+        on_fault = self._on_fault.get(plugin_name)
+        self.unregister(plugin_name)
+        warnings.warn(
+            f'{plugin_name!r} raised in {hook_name}: {type(err).__name__}: {err}. '
+            'It was unsubscribed; the run goes on without it.',
+            exceptions.TrackerFailureWarning,
+            stacklevel=4,
+        )
+        if on_fault is not None:
+            on_fault()
+
+
+def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = entry_point.dist
+    if dist is None:
+        return f'entry point {entry_point.value}'
+    return f'{dist.metadata["Name"]} {dist.version}'
+
+
+_host: PluginHost | None = None
+_lock = threading.Lock()
+
+
+def get_host() -> PluginHost:
+    """Return the process's plugin host, loading the plugins on first use."""
+    global _host
+    if _host is None:
+        with _lock:
+            if _host is None:
+                host = PluginHost()
+                host.load(settings.get_settings())
+                _host = host
+    return _host
+
+
+def reset_host() -> None:
+    """Forget the plugin host; the next ``get_host()`` loads plugins again."""
+    global _host
+    with _lock:
+        _host = None

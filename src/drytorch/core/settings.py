@@ -1,0 +1,154 @@
+"""Settings from ``[tool.drytorch]`` in the nearest pyproject.toml and the environment.
+
+Precedence, highest first: environment variables, the ``[tool.drytorch]`` table
+of the nearest ``pyproject.toml`` found from the working directory upwards,
+built-in defaults. Relative paths in the file are relative to the file's folder.
+Settings are read again whenever the working directory or a ``DRYTORCH_*``
+variable changes, so tests and notebooks see their changes without a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+import tomllib
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import platformdirs
+
+from drytorch.core import exceptions
+
+__all__ = ['ENV_VARS', 'INIT_MODES', 'Settings', 'find_pyproject', 'get_settings']
+
+INIT_MODES = ('standard', 'minimal', 'none')
+
+ENV_VARS = {
+    'init_mode': 'DRYTORCH_INIT_MODE',
+    'registry_dir': 'DRYTORCH_REGISTRY_DIR',
+    'disable_plugins': 'DRYTORCH_DISABLE_PLUGINS',
+    'strict_plugins': 'DRYTORCH_STRICT_PLUGINS',
+    'par_dir': 'DRYTORCH_PAR_DIR',
+}
+_TRUE = {'1', 'true', 'yes', 'on'}
+_FALSE = {'0', 'false', 'no', 'off', ''}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The resolved DRYTorch settings.
+
+    Attributes:
+        init_mode: the default-tracker mode, one of ``INIT_MODES``.
+        registry_dir: the folder of the run registry.
+        disable_plugins: names of plugins that must not be loaded.
+        strict_plugins: re-raise plugin import errors instead of skipping.
+        par_dir: the default output folder of experiments.
+        plugin_tables: ``[tool.drytorch.<name>]`` tables, owned by plugins.
+        source: the pyproject.toml the settings came from, if any.
+    """
+
+    init_mode: str = 'standard'
+    registry_dir: pathlib.Path = dataclasses.field(
+        default_factory=lambda: pathlib.Path(platformdirs.user_data_dir('drytorch'))
+    )
+    disable_plugins: frozenset[str] = frozenset()
+    strict_plugins: bool = False
+    par_dir: pathlib.Path = pathlib.Path('.')
+    plugin_tables: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict
+    )
+    source: pathlib.Path | None = None
+
+    def plugin_table(self, name: str) -> Mapping[str, Any]:
+        """Return the ``[tool.drytorch.<name>]`` table of a plugin (empty if none)."""
+        return self.plugin_tables.get(name, {})
+
+
+def find_pyproject(start: pathlib.Path) -> pathlib.Path | None:
+    """Return the nearest pyproject.toml at or above ``start``."""
+    for folder in (start, *start.parents):
+        candidate = folder / 'pyproject.toml'
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def get_settings() -> Settings:
+    """Return the settings for the current working directory and environment."""
+    env = tuple(os.environ.get(var) for var in ENV_VARS.values())
+    return _load(os.getcwd(), env)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(cwd: str, env: tuple[str | None, ...]) -> Settings:
+    path = find_pyproject(pathlib.Path(cwd))
+    table = _read_table(path) if path else {}
+    base = path.parent if path else pathlib.Path(cwd)
+    values: dict[str, Any] = {}
+    plugin_tables: dict[str, Mapping[str, Any]] = {}
+    known = {field.name for field in dataclasses.fields(Settings)} - {
+        'plugin_tables',
+        'source',
+    }
+    for key, value in table.items():
+        if isinstance(value, dict):
+            plugin_tables[key] = value
+        elif key in known:
+            values[key] = _convert(key, value, base, f'{path} [tool.drytorch]')
+        else:
+            warnings.warn(
+                f'Unknown setting {key!r} in {path} [tool.drytorch]; it is ignored. '
+                f'Known settings: {", ".join(sorted(known))}.',
+                exceptions.UnknownSettingWarning,
+                stacklevel=4,
+            )
+    for (key, var), raw in zip(ENV_VARS.items(), env, strict=True):
+        if raw is not None:
+            values[key] = _convert(key, raw, pathlib.Path(cwd), var)
+    return Settings(**values, plugin_tables=plugin_tables, source=path)
+
+
+def _read_table(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        with path.open('rb') as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise exceptions.SettingsError(f'Cannot read {path}: {err}') from err
+    table = data.get('tool', {}).get('drytorch', {})
+    if not isinstance(table, dict):
+        raise exceptions.SettingsError(f'{path}: [tool.drytorch] must be a table.')
+    return table
+
+
+def _convert(key: str, value: Any, base: pathlib.Path, origin: str) -> Any:
+    """Check and convert one setting; ``origin`` names where it came from."""
+    if key in ('registry_dir', 'par_dir'):
+        if not isinstance(value, str) or not value:
+            raise exceptions.SettingsError(f'{origin}: {key} must be a non-empty path.')
+        path = pathlib.Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    if key == 'init_mode':
+        if value not in INIT_MODES:
+            raise exceptions.SettingsError(
+                f'{origin}: init_mode {value!r} is unknown; use one of {INIT_MODES}.'
+            )
+        return value
+    if key == 'disable_plugins':
+        if isinstance(value, str):
+            value = [name.strip() for name in value.split(',') if name.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise exceptions.SettingsError(
+                f'{origin}: disable_plugins must be a list of plugin names.'
+            )
+        return frozenset(value)
+    if key == 'strict_plugins':
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise exceptions.SettingsError(f'{origin}: strict_plugins must be a boolean.')
+    raise AssertionError(key)  # pragma: no cover - every known key is handled

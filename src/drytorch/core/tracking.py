@@ -1,0 +1,252 @@
+"""Trackers: the plugins that observe runs, and each experiment's set of them.
+
+A tracker is an object with ``@hookimpl`` methods for tracking hooks. It is
+registered in the plugin host while a run of its experiment is active, so it
+sees that experiment's events only. ``Tracker`` is a convenient base class:
+it implements every tracking hook and hands each event to ``notify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Self
+
+from drytorch.core import exceptions, log_events, scope, settings
+from drytorch.hookspecs._markers import hookimpl
+
+if TYPE_CHECKING:
+    from drytorch.core.plugins import PluginHost
+
+__all__ = [
+    'INIT_MODES',
+    'Tracker',
+    'TrackerRegistry',
+    'default_trackers',
+    'extend_default_trackers',
+    'init_trackers',
+    'remove_all_default_trackers',
+]
+
+INIT_MODES = settings.INIT_MODES
+
+
+class Tracker:
+    """Base class of trackers: every tracking event arrives at ``notify``.
+
+    Subclasses override ``notify`` (a ``functools.singledispatchmethod`` is a
+    good fit) or single hook methods. ``name`` identifies the tracker within an
+    experiment and defaults to the class name.
+    """
+
+    name: str = ''
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or self.name or type(self).__name__
+
+    def notify(self, event: object) -> None:
+        """Receive a tracking event. The default ignores it."""
+
+    @hookimpl
+    def on_run_start(self, event: log_events.RunStartEvent) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_run_stop(self, event: log_events.RunStopEvent) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_model_register(self, event: log_events.ModelRegisterEvent) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_model_unregister(self, event: log_events.ModelUnregisterEvent) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @classmethod
+    def get_current(cls) -> Self:
+        """Return the instance of this class tracking the active run.
+
+        Raises:
+            NoActiveExperimentError: no run is active.
+            TrackerError: the active experiment has no such tracker.
+        """
+        run = scope.require_active_run(f'{cls.__name__}.get_current()')
+        for tracker in run.experiment.trackers:
+            if isinstance(tracker, cls):
+                return tracker
+        raise exceptions.TrackerError(
+            f'Experiment {run.experiment.name!r} has no {cls.__name__} tracker; '
+            f'subscribe one with experiment.trackers.subscribe({cls.__name__}()).'
+        )
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name={self.name!r})'
+
+
+class TrackerRegistry:
+    """The trackers of one experiment, by unique name.
+
+    While a run of the experiment is active, subscribed trackers are
+    registered in the plugin host; a tracker that raises in a hook is removed
+    from here as well.
+    """
+
+    def __init__(self, experiment_name: str, trackers: Iterable[Any] = ()) -> None:
+        self._experiment_name = experiment_name
+        self._trackers: dict[str, Any] = {}
+        self._host: PluginHost | None = None
+        self.subscribe(*trackers)
+
+    def subscribe(self, *trackers: Any) -> None:
+        """Add trackers; each must have a ``name`` not used in this experiment.
+
+        Raises:
+            TrackerError: a name is already taken.
+        """
+        for tracker in trackers:
+            name = _name_of(tracker)
+            if name in self._trackers:
+                raise exceptions.TrackerError(
+                    f'Experiment {self._experiment_name!r} already has a tracker '
+                    f'named {name!r}; remove it first or give the new one another '
+                    'name.'
+                )
+            self._trackers[name] = tracker
+            if self._host is not None:
+                self._register(self._host, name, tracker)
+
+    def remove(self, name: str) -> None:
+        """Remove the tracker called ``name``.
+
+        Raises:
+            TrackerError: no tracker has that name.
+        """
+        if name not in self._trackers:
+            known = ', '.join(map(repr, self._trackers)) or 'none'
+            raise exceptions.TrackerError(
+                f'Experiment {self._experiment_name!r} has no tracker named '
+                f'{name!r} (trackers: {known}).'
+            )
+        del self._trackers[name]
+        if self._host is not None:
+            self._host.unregister(_plugin_name(name))
+
+    def remove_all(self) -> None:
+        """Remove every tracker."""
+        for name in list(self._trackers):
+            self.remove(name)
+
+    def get(self, name: str) -> Any:
+        """Return the tracker called ``name``, or ``None``."""
+        return self._trackers.get(name)
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the subscribed trackers, in subscription order."""
+        return list(self._trackers)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._trackers.values()))
+
+    def __len__(self) -> int:
+        return len(self._trackers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._trackers
+
+    def __repr__(self) -> str:
+        return f'TrackerRegistry({self.names})'
+
+    def activate(self, host: PluginHost) -> None:
+        """Register every tracker in ``host`` for the duration of a run."""
+        self._host = host
+        for name, tracker in list(self._trackers.items()):
+            self._register(host, name, tracker)
+
+    def deactivate(self) -> None:
+        """Unregister every tracker from the plugin host at the end of a run."""
+        if self._host is not None:
+            for name in self._trackers:
+                self._host.unregister(_plugin_name(name))
+        self._host = None
+
+    def _register(self, host: PluginHost, name: str, tracker: Any) -> None:
+        def forget() -> None:
+            self._trackers.pop(name, None)
+
+        host.register(
+            tracker,
+            _plugin_name(name),
+            origin=f'tracker of experiment {self._experiment_name!r}',
+            on_fault=forget,
+        )
+
+
+_defaults: list[Any] | None = None
+
+
+def init_trackers(mode: str = 'standard') -> None:
+    """Set the default trackers of new experiments from an init mode.
+
+    Args:
+        mode: ``standard`` (logging of run, epochs and metrics), ``minimal``
+            (the run-start line only), or ``none``.
+
+    Raises:
+        SettingsError: the mode is unknown.
+    """
+    global _defaults
+    if mode not in INIT_MODES:
+        raise exceptions.SettingsError(
+            f'Unknown init mode {mode!r}; use one of {INIT_MODES}.'
+        )
+    from drytorch.core.plugins import get_host
+
+    results = get_host().hook.default_trackers(mode=mode)
+    _defaults = [tracker for result in results for tracker in result]
+
+
+def extend_default_trackers(trackers: Iterable[Any]) -> None:
+    """Add trackers to the defaults that new experiments start with."""
+    default_trackers()  # initialise from the settings first
+    assert _defaults is not None
+    names = {_name_of(t) for t in _defaults}
+    for tracker in trackers:
+        if _name_of(tracker) in names:
+            raise exceptions.TrackerError(
+                f'A default tracker named {_name_of(tracker)!r} already exists.'
+            )
+        names.add(_name_of(tracker))
+        _defaults.append(tracker)
+
+
+def remove_all_default_trackers() -> None:
+    """Start new experiments with no tracker."""
+    global _defaults
+    _defaults = []
+
+
+def default_trackers() -> list[Any]:
+    """Return the default trackers, initialised from the settings on first use."""
+    if _defaults is None:
+        init_trackers(settings.get_settings().init_mode)
+    assert _defaults is not None
+    return list(_defaults)
+
+
+def _name_of(tracker: Any) -> str:
+    name = getattr(tracker, 'name', None)
+    if not isinstance(name, str) or not name:
+        raise exceptions.TrackerError(
+            f'{tracker!r} has no name; trackers need a non-empty `name` attribute '
+            '(drytorch.core.tracking.Tracker provides one).'
+        )
+    return name
+
+
+def _plugin_name(name: str) -> str:
+    return f'tracker:{name}'

@@ -1,0 +1,29 @@
+"""Hooks that validate user input before DRYTorch acts on it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from drytorch.hookspecs._markers import hookspec
+
+NameKind = Literal['experiment', 'run', 'model']
+
+
+@hookspec
+def validate_name(name: str, kind: NameKind) -> None:
+    """Validation: refuse an experiment name, run id or model name by raising.
+
+    Names become file and folder names, so the built-in validator refuses
+    anything that could escape its folder (``/``, ``\\``, ``..``, control
+    characters, over-long names) with ``InvalidNameError``.
+    """
+
+
+@hookspec
+def validate_config(config: Any) -> None:
+    """Validation: refuse an experiment configuration by raising.
+
+    Called when an ``Experiment`` is created. The built-in validator refuses
+    configurations that can change after creation (mutable dataclasses,
+    dictionaries, pydantic models that are not frozen).
+    """

@@ -1,0 +1,1 @@
+"""The training library: models and, later, loaders, objectives and runners."""

@@ -1,0 +1,63 @@
+"""``Model``: an ``nn.Module`` that belongs to one run."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+import torch
+from torch import nn
+
+from drytorch.core import registering
+
+__all__ = ['Model', 'default_device']
+
+Input = TypeVar('Input', contravariant=True)
+Output = TypeVar('Output', covariant=True)
+
+
+def default_device() -> torch.device:
+    """Return the accelerator when one is available, else the CPU."""
+    accelerator = getattr(torch, 'accelerator', None)
+    if accelerator is not None and accelerator.is_available():
+        found = accelerator.current_accelerator()
+        if found is not None:
+            return torch.device(found)
+    return torch.device('cpu')
+
+
+class Model(Generic[Input, Output]):
+    """Wraps an ``nn.Module`` and registers it in the active run.
+
+    Args:
+        module: the user's module; ``model.module`` is that same object.
+        name: the model's name, made unique within the run (``Model``,
+            ``Model_1``, ...); defaults to the class name.
+        device: where to move the module; defaults to the accelerator when one
+            is available, else the CPU.
+
+    Raises:
+        NoActiveExperimentError: no run is active.
+        ModuleAlreadyRegisteredError: the module belongs to another run.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        name: str = '',
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f'Model wraps a torch.nn.Module, got {type(module)!r}.')
+        self.module = module
+        self.device = torch.device(device) if device is not None else default_device()
+        self.name = name or type(self).__name__
+        self.name = registering.register_model(self, self.name)
+        self.module.to(self.device)
+
+    def __call__(self, inputs: Input) -> Output:
+        """Run the module on ``inputs``."""
+        output: Output = self.module(inputs)
+        return output
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name={self.name!r}, device={self.device})'

@@ -1,0 +1,98 @@
+"""``BuiltinLogger``: run events as lines of the standard ``drytorch`` logger."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import TextIO
+
+from drytorch.core import log_events, tracking
+
+__all__ = ['DETAIL', 'LOGGER_NAME', 'METRICS', 'RUN', 'BuiltinLogger', 'get_logger']
+
+LOGGER_NAME = 'drytorch'
+DETAIL = 15
+"""Model registration, run stop: hidden at the default verbosity."""
+METRICS = 21
+"""Epoch headers and metrics (training library): the default verbosity."""
+RUN = 25
+"""The run-start line: shown in every init mode that logs."""
+
+logging.addLevelName(DETAIL, 'DETAIL')
+logging.addLevelName(METRICS, 'METRICS')
+logging.addLevelName(RUN, 'RUN')
+
+
+class _CurrentStderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    Notebooks and test runners replace ``sys.stderr``; a handler bound to the
+    stream of import time would write where nobody looks.
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass
+
+
+@functools.cache
+def get_logger() -> logging.Logger:
+    """Return the ``drytorch`` logger, with a stderr handler if it has none."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers:
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(
+            logging.Formatter('[%(asctime)s] - %(message)s', '%Y-%m-%d %H:%M:%S')
+        )
+        logger.addHandler(handler)
+        logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(DETAIL)
+    return logger
+
+
+class BuiltinLogger(tracking.Tracker):
+    """Logs run events to the ``drytorch`` logger at this tracker's verbosity.
+
+    Args:
+        level: the least important level shown: ``RUN`` shows the run-start
+            line only, ``METRICS`` (the default) adds epochs and metrics,
+            ``DETAIL`` adds model registration and run stop.
+    """
+
+    def __init__(self, level: int = METRICS) -> None:
+        super().__init__()
+        self.level = level
+        self._logger = get_logger()
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        """Log ``message`` if ``level`` is shown at this tracker's verbosity."""
+        if level >= self.level:
+            self._logger.log(level, message, *args)
+
+    @functools.singledispatchmethod
+    def notify(self, event: object) -> None:
+        """Log the events this tracker knows; ignore the others."""
+
+    @notify.register
+    def _(self, event: log_events.RunStartEvent) -> None:
+        self.log(RUN, 'Running experiment: %s.', event.experiment_name)
+
+    @notify.register
+    def _(self, event: log_events.RunStopEvent) -> None:
+        suffix = f': {event.error}' if event.error else '.'
+        self.log(DETAIL, 'Run %s %s%s', event.run_id, event.status, suffix)
+
+    @notify.register
+    def _(self, event: log_events.ModelRegisterEvent) -> None:
+        self.log(
+            DETAIL,
+            'Model %s registered (%d parameters).',
+            event.model_name,
+            event.n_parameters,
+        )

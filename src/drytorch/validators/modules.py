@@ -1,0 +1,22 @@
+"""Refuse a module that is registered in another run (run isolation)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from drytorch.core import exceptions, registering
+from drytorch.hookspecs._markers import hookimpl
+
+if TYPE_CHECKING:
+    from drytorch.core.experiment import Run
+    from drytorch.lib.models import Model
+
+
+@hookimpl
+def validate_model(model: Model[Any, Any], run: Run[Any]) -> None:
+    """Raise ``ModuleAlreadyRegisteredError`` if another run owns the module."""
+    owner = registering.owner_of(model.module)
+    if owner is not None and owner != registering.RunKey.of(run):
+        raise exceptions.ModuleAlreadyRegisteredError(
+            type(model.module).__name__, str(owner), repr(run)
+        )
