@@ -25,6 +25,7 @@ __all__ = [
     'extend_default_trackers',
     'init_trackers',
     'remove_all_default_trackers',
+    'reset_default_trackers',
 ]
 
 INIT_MODES = settings.INIT_MODES
@@ -228,6 +229,12 @@ def remove_all_default_trackers() -> None:
     """Start new experiments with no tracker."""
     global _defaults
     _defaults = []
+
+
+def reset_default_trackers() -> None:
+    """Forget the defaults; they are built again from the settings on next use."""
+    global _defaults
+    _defaults = None
 
 
 def default_trackers() -> list[Any]:
