@@ -79,7 +79,7 @@ class Experiment(Generic[ConfigT]):
         host.hook.validate_name(name=self.name, kind='experiment')
         host.hook.validate_config(config=config)
         self._config = config
-        self.tags = tuple(tags)
+        self.tags = tuple(tags) if not isinstance(tags, str) else (tags,)
         if not all(isinstance(tag, str) for tag in self.tags):
             raise TypeError(f'Experiment tags must be strings, got {self.tags!r}.')
         base = par_dir if par_dir is not None else config_settings.par_dir

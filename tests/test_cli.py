@@ -1,0 +1,108 @@
+"""The ``drytorch`` console command, through a real subprocess."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+from drytorch import Experiment
+
+DRYTORCH = pathlib.Path(sys.executable).parent / 'drytorch'
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    lr: float = 0.1
+
+
+def drytorch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DRYTORCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=dict(os.environ),
+    )
+
+
+def test_runs_lists_every_run_with_status() -> None:
+    first = Experiment(Config(), name='first', tags=['baseline'])
+    second = Experiment(Config(), name='second')
+    with first.create_run(run_id='ok'):
+        pass
+    try:
+        with first.create_run(run_id='broken'):
+            raise RuntimeError('boom')
+    except RuntimeError:
+        pass
+    second.create_run(run_id='waiting')
+    done = drytorch('runs', '--json')
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert {(r['experiment'], r['id'], r['status']) for r in rows} == {
+        ('first', 'ok', 'completed'),
+        ('first', 'broken', 'failed'),
+        ('second', 'waiting', 'created'),
+    }
+    broken = next(r for r in rows if r['id'] == 'broken')
+    assert broken['error'] == 'RuntimeError: boom'
+    assert broken['config'] == {'lr': 0.1}
+    assert pathlib.Path(broken['registry_path']).is_file()
+
+    table = drytorch('runs', '--experiment', 'first')
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ['EXPERIMENT', 'RUN', 'STATUS']
+    assert len(lines) == 3 and all(line.startswith('first') for line in lines[1:])
+    assert 'baseline' in table.stdout
+
+
+def test_runs_shows_a_killed_run_as_crashed(tmp_path: pathlib.Path) -> None:
+    script = (
+        'import os, signal\n'
+        'from drytorch import Experiment\n'
+        "run = Experiment(None, name='victim').create_run(run_id='r')\n"
+        'run.start()\n'
+        'os.kill(os.getpid(), signal.SIGKILL)\n'
+    )
+    subprocess.run([sys.executable, '-c', script], timeout=60, check=False)
+    rows = json.loads(drytorch('runs', '--json').stdout)
+    assert [(r['id'], r['status']) for r in rows] == [('r', 'crashed')]
+    assert 'crashed' in drytorch('runs').stdout
+
+
+def test_runs_on_an_empty_registry(tmp_path: pathlib.Path) -> None:
+    done = drytorch('runs', '--registry', str(tmp_path / 'nothing'))
+    assert done.returncode == 0
+    assert 'No runs recorded' in done.stdout
+
+
+def test_runs_reports_a_corrupt_record_and_lists_the_rest() -> None:
+    experiment = Experiment(Config(), name='exp')
+    with experiment.create_run(run_id='good'):
+        pass
+    bad = experiment.registry.record_path(experiment.key, 'bad')
+    bad.write_bytes(b'id = "bad\n\x00garbage')
+    done = drytorch('runs', '--json')
+    assert done.returncode == 0
+    assert [r['id'] for r in json.loads(done.stdout)] == ['good']
+    assert str(bad) in done.stderr
+    assert bad.read_bytes() == b'id = "bad\n\x00garbage'
+
+
+def test_plugins_lists_builtins_with_their_hooks() -> None:
+    done = drytorch('plugins', '--json')
+    assert done.returncode == 0, done.stderr
+    found = {p['name']: p for p in json.loads(done.stdout)}
+    assert found['drytorch.core.scope']['hooks'] == ['get_config']
+    assert found['drytorch.validators.modules']['origin'] == 'built-in'
+    assert 'validate_model' in found['drytorch.validators.modules']['hooks']
+    assert 'drytorch.core.scope' in drytorch('plugins').stdout
+
+
+def test_bad_usage_exits_non_zero() -> None:
+    assert drytorch('nonsense').returncode == 2
