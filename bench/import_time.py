@@ -138,7 +138,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix='drytorch-bench-') as folder:
         env = _child_env(folder)
-        print(f'python {sys.version.split()[0]}, {rounds} interleaved rounds')
+        print(
+            f'python {sys.version.split()[0]}, {rounds} interleaved rounds, '
+            f'load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs'
+        )
         results = measure(rounds, env, folder)
         if args.verbose:
             for statement in VARIANTS.values():
@@ -169,6 +172,7 @@ def main() -> None:
             f'target <= {TARGET_S:.2f} s, margin {TARGET_S - added:+.3f} s: {verdict}'
         )
     print(f'import_time: {"PASS" if all(v == "PASS" for v in verdicts) else "MISS"}')
+    print(f'(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)')
 
 
 if __name__ == '__main__':

@@ -100,9 +100,8 @@ def main() -> None:
     )
     with experiment.create_run(resume=args.resume) as run:
         train()
-    print(
-        f'run {run.id}: {run.status} (drytorch {drytorch.__version__}); `drytorch runs` lists it'
-    )
+    print(f'run {run.id}: {run.status} (drytorch {drytorch.__version__})')
+    print('`drytorch runs` lists every recorded run')
 
 
 if __name__ == '__main__':

@@ -97,9 +97,9 @@ def test_get_config_only_inside_a_run() -> None:
 
 
 def test_get_config_of_another_experiment_class_is_refused() -> None:
-    with MyExperiment(Config()).create_run():
-        with pytest.raises(exceptions.AccessOutsideScopeError, match='OtherExperiment'):
-            OtherExperiment.get_config()
+    error = exceptions.AccessOutsideScopeError
+    with MyExperiment(Config()).create_run(), pytest.raises(error, match='Other'):
+        OtherExperiment.get_config()
 
 
 def test_one_active_run_per_process() -> None:

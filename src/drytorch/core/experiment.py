@@ -210,6 +210,14 @@ class Experiment(Generic[ConfigT]):
                     f'hash {record.config_hash} -> {snapshot.config_hash(self.config)}'
                 ],
             )
+        active = scope.active_run()
+        if active is not None and (active.experiment.key, active.id) == (
+            self.key,
+            record.id,
+        ):
+            raise exceptions.RunInUseError(
+                record.id, 'this process, where it is the active run (stop it first)'
+            )
         if record.status == 'running':
             raise exceptions.RunInUseError(record.id, registry.holder(record))
         run = Run(self, record.id, dict(record.data), recorded=True)
@@ -249,6 +257,7 @@ class Run(Generic[ConfigT]):
         self._recorded = recorded
         self._lock = experiment.registry.lock(experiment.key, run_id)
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._last_error_at_start: object = None
 
     @property
     def status(self) -> log_events.RunStatus:
@@ -308,6 +317,7 @@ class Run(Generic[ConfigT]):
             raise
         resumed = self._recorded
         self._recorded = True
+        self._last_error_at_start = getattr(sys, 'last_value', None)
         self._finalizer = weakref.finalize(self, _stop_at_exit, weakref.ref(self))
         event = log_events.RunStartEvent(
             experiment_name=exp.name,
@@ -377,7 +387,9 @@ def _stop_at_exit(ref: weakref.ref[Run[Any]]) -> None:
     """Stop a run still active at interpreter exit (or when it is collected)."""
     run = ref()
     if run is not None:
-        error = getattr(sys, 'last_value', None)
+        error = getattr(sys, 'last_value', None)  # set by an uncaught exception
+        if error is run._last_error_at_start or not isinstance(error, BaseException):
+            error = None
         run.stop(error, reason='stopped at interpreter exit: run.stop() not called')
 
 

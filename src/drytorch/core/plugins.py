@@ -8,11 +8,13 @@ stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +29,7 @@ __all__ = [
     'PluginHost',
     'PluginInfo',
     'PluginLoadWarning',
+    'check_plugin',
     'get_host',
     'reset_host',
 ]
@@ -44,7 +47,7 @@ TRACKING_HOOKS = frozenset({'on_run_start', 'on_run_stop', 'on_model_register',
 
 
 class PluginLoadWarning(exceptions.DryTorchWarning):
-    """A plugin could not be imported and was skipped."""
+    """An entry-point plugin could not be imported, or its name is taken: skipped."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,32 +84,40 @@ class PluginHost:
         for module_name in BUILTIN_PLUGINS:
             if module_name not in config.disable_plugins:
                 self.register(importlib.import_module(module_name), module_name)
+        # importlib.metadata lists each distribution once, even if it is
+        # found twice on sys.path: a taken name is a clash of two plugins.
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if entry_point.name in config.disable_plugins:
+            name = entry_point.name
+            if name in config.disable_plugins:
                 continue
-            if self.manager.has_plugin(entry_point.name):
-                continue  # the same distribution seen twice on sys.path
             origin = _origin(entry_point)
+            if self.manager.has_plugin(name):
+                taken_by = self._origins.get(name, 'runtime')
+                _skip(
+                    config,
+                    f'Plugin {name!r} ({origin}) was not loaded: the name is taken '
+                    f'by the plugin from {taken_by}; rename one of the entry points',
+                )
+                continue
             try:
                 plugin = entry_point.load()
                 if isinstance(plugin, type):
                     plugin = plugin()
             except Exception as err:
-                if config.strict_plugins:
-                    raise exceptions.PluginError(
-                        f'Plugin {entry_point.name!r} ({origin}) failed to load: '
-                        f'{type(err).__name__}: {err}'
-                    ) from err
-                warnings.warn(
-                    f'Plugin {entry_point.name!r} ({origin}) failed to load and was '
-                    f'skipped: {type(err).__name__}: {err}. Set '
-                    'DRYTORCH_STRICT_PLUGINS=1 to raise instead, or disable it with '
-                    f'DRYTORCH_DISABLE_PLUGINS={entry_point.name}.',
-                    PluginLoadWarning,
-                    stacklevel=2,
+                _skip(
+                    config,
+                    f'Plugin {name!r} ({origin}) failed to load: '
+                    f'{type(err).__name__}: {err}; disable it with '
+                    f'DRYTORCH_DISABLE_PLUGINS={name}',
+                    err,
                 )
                 continue
-            self.register(plugin, entry_point.name, origin)
+            try:
+                self.register(plugin, name, origin)
+            except exceptions.PluginError as err:
+                raise exceptions.PluginError(
+                    f'{err} Disable it with DRYTORCH_DISABLE_PLUGINS={name}.'
+                ) from err
         try:
             self.manager.check_pending()
         except pluggy.PluginValidationError as err:  # pragma: no cover - see register
@@ -211,6 +222,19 @@ class PluginHost:
             on_fault()
 
 
+def _skip(
+    config: settings.Settings, problem: str, err: Exception | None = None
+) -> None:
+    """Warn that an entry-point plugin was skipped; raise in strict mode."""
+    if config.strict_plugins:
+        raise exceptions.PluginError(f'{problem}.') from err
+    warnings.warn(
+        f'{problem}. It was skipped; set DRYTORCH_STRICT_PLUGINS=1 to raise instead.',
+        PluginLoadWarning,
+        stacklevel=4,
+    )
+
+
 def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
     dist = entry_point.dist
     if dist is None:
@@ -232,6 +256,33 @@ def get_host() -> PluginHost:
                 host.load(settings.get_settings())
                 _host = host
     return _host
+
+
+_checker: PluginHost | None = None
+_checked: weakref.WeakSet[Any] = weakref.WeakSet()
+_checker_lock = threading.Lock()
+
+
+def check_plugin(plugin: object, name: str, origin: str) -> None:
+    """Check ``plugin`` against the hook contract without registering it.
+
+    An object that passed once is not checked again (default trackers are
+    shared by every new experiment).
+
+    Raises:
+        PluginError: a hook is unknown or its arguments do not match the contract.
+    """
+    global _checker
+    with _checker_lock:
+        with contextlib.suppress(TypeError):  # not weakly referenceable
+            if plugin in _checked:
+                return
+        if _checker is None:
+            _checker = PluginHost()  # the contract only: no plugin is loaded
+        _checker.register(plugin, name, origin)
+        _checker.unregister(name)
+        with contextlib.suppress(TypeError):
+            _checked.add(plugin)
 
 
 def reset_host() -> None:

@@ -29,7 +29,7 @@ import socket
 import tomllib
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, get_args
 
 import filelock
 import tomli_w
@@ -41,6 +41,22 @@ __all__ = ['RecordWarning', 'RunLock', 'RunRecord', 'RunRegistry', 'now']
 
 RECORD_SUFFIX = '.toml'
 _HOST = socket.gethostname()
+_STATUSES = frozenset(get_args(RunStatus))
+_REQUIRED_FIELDS = ('id', 'experiment', 'status', 'created_at')
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    'id': str,
+    'experiment': str,
+    'status': str,
+    'created_at': datetime.datetime,
+    'started_at': datetime.datetime,
+    'stopped_at': datetime.datetime,
+    'tags': list,
+    'config': dict,
+    'config_hash': str,
+    'sessions': list,
+    'pid': int,
+    'host': str,
+}
 
 
 class RecordWarning(exceptions.DryTorchWarning):
@@ -85,23 +101,44 @@ class RunRecord:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], path: pathlib.Path) -> RunRecord:
-        """Build a record from parsed TOML; raise ``CorruptRecordError`` if invalid."""
-        try:
-            return cls(
-                id=str(data['id']),
-                experiment=str(data['experiment']),
-                status=data['status'],
-                created_at=data['created_at'],
-                started_at=data.get('started_at'),
-                stopped_at=data.get('stopped_at'),
-                tags=tuple(data.get('tags', ())),
-                config=data.get('config', {}),
-                config_hash=str(data.get('config_hash', '')),
-                path=path,
-                data=data,
+        """Build a record from parsed TOML; raise ``CorruptRecordError`` if invalid.
+
+        Besides missing fields, a field of the wrong type, an unknown status
+        and an id that is not the file's name make a record invalid: the
+        last would make a resumed run write over another run's record.
+        """
+        missing = [f for f in _REQUIRED_FIELDS if f not in data]
+        if missing:
+            raise exceptions.CorruptRecordError(path, f'missing field {missing[0]!r}')
+        for field, kinds in _FIELD_TYPES.items():
+            value = data.get(field)
+            if value is not None and not isinstance(value, kinds):
+                raise exceptions.CorruptRecordError(
+                    path, f'field {field!r} has type {type(value).__name__}'
+                )
+        if data['status'] not in _STATUSES:
+            raise exceptions.CorruptRecordError(
+                path, f'unknown status {data["status"]!r}'
             )
-        except (KeyError, TypeError) as err:
-            raise exceptions.CorruptRecordError(path, f'missing field {err}') from err
+        if data['id'] != path.stem:
+            raise exceptions.CorruptRecordError(
+                path, f'its id {data["id"]!r} is not its file name'
+            )
+        if not all(isinstance(tag, str) for tag in data.get('tags', ())):
+            raise exceptions.CorruptRecordError(path, "field 'tags' is not strings")
+        return cls(
+            id=data['id'],
+            experiment=data['experiment'],
+            status=data['status'],
+            created_at=data['created_at'],
+            started_at=data.get('started_at'),
+            stopped_at=data.get('stopped_at'),
+            tags=tuple(data.get('tags', ())),
+            config=data.get('config', {}),
+            config_hash=data.get('config_hash', ''),
+            path=path,
+            data=data,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Return the record as JSON-compatible data (times as ISO strings)."""
@@ -145,11 +182,11 @@ class RunRegistry:
 
     def record_path(self, key: str, run_id: str) -> pathlib.Path:
         """Return the record file of a run."""
-        return self.root / key / 'runs' / f'{run_id}{RECORD_SUFFIX}'
+        return self.root / key / 'runs' / f'{_file_name(run_id)}{RECORD_SUFFIX}'
 
     def lock(self, key: str, run_id: str) -> RunLock:
         """Return the lock of a run (not yet acquired)."""
-        return RunLock(self.root / key / 'locks' / f'{run_id}.lock')
+        return RunLock(self.root / key / 'locks' / f'{_file_name(run_id)}.lock')
 
     def ensure_experiment(self, key: str, info: Mapping[str, Any]) -> None:
         """Write the experiment's description once; keep an existing one."""
@@ -228,7 +265,7 @@ class RunRegistry:
                 warnings.warn(str(err), RecordWarning, stacklevel=2)
                 continue
             records.append(self._effective(record, key))
-        records.sort(key=lambda r: (r.created_at, r.id))
+        records.sort(key=lambda r: (_aware(r.created_at), r.id))
         return records
 
     def experiment_keys(self) -> list[str]:
@@ -269,6 +306,20 @@ def holder(record: RunRecord) -> str:
 def this_host() -> str:
     """Return this machine's host name, as recorded in runs."""
     return _HOST
+
+
+def _file_name(run_id: str) -> str:
+    """Refuse ids that would leave their folder, even with validators disabled."""
+    if not run_id or run_id.startswith('.') or any(c in run_id for c in '/\\\0'):
+        raise exceptions.InvalidNameError(
+            f'Run id {run_id!r} cannot be a file name in the registry.'
+        )
+    return run_id
+
+
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    """Return ``moment`` with a timezone (local time if it has none)."""
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def _timestamp_ids(created: datetime.datetime) -> Iterator[str]:

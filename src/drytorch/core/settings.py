@@ -95,10 +95,10 @@ def _load(cwd: str, env: tuple[str | None, ...]) -> Settings:
         'source',
     }
     for key, value in table.items():
-        if isinstance(value, dict):
-            plugin_tables[key] = value
-        elif key in known:
+        if key in known:  # a table named like a setting is an invalid value
             values[key] = _convert(key, value, base, f'{path} [tool.drytorch]')
+        elif isinstance(value, dict):
+            plugin_tables[key] = value
         else:
             warnings.warn(
                 f'Unknown setting {key!r} in {path} [tool.drytorch]; it is ignored. '
@@ -118,7 +118,8 @@ def _read_table(path: pathlib.Path) -> dict[str, Any]:
             data = tomllib.load(file)
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise exceptions.SettingsError(f'Cannot read {path}: {err}') from err
-    table = data.get('tool', {}).get('drytorch', {})
+    tool = data.get('tool', {})
+    table = tool.get('drytorch', {}) if isinstance(tool, dict) else None
     if not isinstance(table, dict):
         raise exceptions.SettingsError(f'{path}: [tool.drytorch] must be a table.')
     return table

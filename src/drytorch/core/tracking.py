@@ -107,7 +107,10 @@ class TrackerRegistry:
 
         Raises:
             TrackerError: a name is already taken.
+            PluginError: a tracker does not follow the hook contract.
         """
+        from drytorch.core.plugins import check_plugin
+
         for tracker in trackers:
             name = _name_of(tracker)
             if name in self._trackers:
@@ -116,9 +119,11 @@ class TrackerRegistry:
                     f'named {name!r}; remove it first or give the new one another '
                     'name.'
                 )
-            self._trackers[name] = tracker
             if self._host is not None:
                 self._register(self._host, name, tracker)
+            else:  # fail now, not when a run starts
+                check_plugin(tracker, _plugin_name(name), self._origin)
+            self._trackers[name] = tracker
 
     def remove(self, name: str) -> None:
         """Remove the tracker called ``name``.
@@ -179,12 +184,11 @@ class TrackerRegistry:
         def forget() -> None:
             self._trackers.pop(name, None)
 
-        host.register(
-            tracker,
-            _plugin_name(name),
-            origin=f'tracker of experiment {self._experiment_name!r}',
-            on_fault=forget,
-        )
+        host.register(tracker, _plugin_name(name), self._origin, on_fault=forget)
+
+    @property
+    def _origin(self) -> str:
+        return f'tracker of experiment {self._experiment_name!r}'
 
 
 _defaults: list[Any] | None = None
