@@ -341,9 +341,13 @@ def _read_toml(path: pathlib.Path) -> dict[str, Any]:
         raise exceptions.CorruptRecordError(path, str(err)) from err
 
 
-def _write_temp(folder: pathlib.Path, content: bytes) -> pathlib.Path:
+def _temp_path(folder: pathlib.Path) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f'.tmp-{os.getpid()}-{secrets.token_hex(4)}'
+    return folder / f'.tmp-{os.getpid()}-{secrets.token_hex(4)}'
+
+
+def _write_temp(folder: pathlib.Path, content: bytes) -> pathlib.Path:
+    temp = _temp_path(folder)
     with temp.open('xb') as file:
         file.write(content)
         file.flush()
@@ -352,17 +356,27 @@ def _write_temp(folder: pathlib.Path, content: bytes) -> pathlib.Path:
 
 
 def _create_file(path: pathlib.Path, content: bytes) -> None:
-    """Create ``path`` with ``content`` whole, or raise ``FileExistsError``."""
-    temp = _write_temp(path.parent, content)
+    """Create ``path`` with ``content`` whole, or raise ``FileExistsError``.
+
+    The data is synced only once the name is ours, so a burst of runs racing
+    for the same second does not pay one ``fsync`` per taken id.
+    """
+    temp = _temp_path(path.parent)
     try:
-        os.link(temp, path)
-    except FileExistsError:
-        raise
-    except OSError:  # no hard links on this file system: exclusive create
-        with open(path, 'xb') as file:
+        with temp.open('xb') as file:
             file.write(content)
             file.flush()
-            os.fsync(file.fileno())
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links on this file system: exclusive create
+                with open(path, 'xb') as exclusive:
+                    exclusive.write(content)
+                    exclusive.flush()
+                    os.fsync(exclusive.fileno())
+            else:
+                os.fsync(file.fileno())
     finally:
         temp.unlink(missing_ok=True)
 
