@@ -8,15 +8,20 @@ from __future__ import annotations
 
 __all__ = [
     'AccessOutsideScopeError',
+    'CheckpointError',
+    'ComputedBeforeUpdatedError',
     'ConfigMismatchError',
     'ConfigNotImmutableError',
     'CorruptRecordError',
     'DryTorchError',
     'DryTorchWarning',
     'InvalidNameError',
+    'LearningSchemaError',
+    'LoaderError',
     'ModuleAlreadyRegisteredError',
     'ModuleNotRegisteredError',
     'NoActiveExperimentError',
+    'ObjectiveError',
     'PluginError',
     'RunAlreadyActiveError',
     'RunAlreadyExistsError',
@@ -24,6 +29,7 @@ __all__ = [
     'RunNotFoundError',
     'SettingsError',
     'TrackerError',
+    'TrainingError',
     'TrackerFailureWarning',
     'UnknownSettingWarning',
 ]
@@ -164,3 +170,27 @@ class TrackerFailureWarning(DryTorchWarning):
 
 class UnknownSettingWarning(DryTorchWarning):
     """A ``[tool.drytorch]`` key is not known to DRYTorch."""
+
+
+class ObjectiveError(DryTorchError, ValueError):
+    """A loss or metric was defined or used in a way that cannot work."""
+
+
+class ComputedBeforeUpdatedError(ObjectiveError):
+    """An objective was asked for its value before seeing any batch."""
+
+
+class LearningSchemaError(DryTorchError, ValueError):
+    """An optimizer, learning rate or parameter grouping cannot be built."""
+
+
+class LoaderError(DryTorchError, ValueError):
+    """A data loader cannot be built or split as asked."""
+
+
+class TrainingError(DryTorchError):
+    """Training cannot go on (a non-finite loss, a non-scalar loss, no batch)."""
+
+
+class CheckpointError(DryTorchError):
+    """A checkpoint cannot be saved, found or loaded."""
