@@ -29,8 +29,8 @@ __all__ = [
     'RunNotFoundError',
     'SettingsError',
     'TrackerError',
-    'TrainingError',
     'TrackerFailureWarning',
+    'TrainingError',
     'UnknownSettingWarning',
 ]
 
