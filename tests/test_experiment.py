@@ -215,3 +215,16 @@ def test_same_name_different_par_dir_are_different_experiments() -> None:
         pass
     assert b.list_runs() == []
     assert MyExperiment(Config(), name='exp', par_dir='a').key == a.key
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionConfig:
+    activation: object = dataclasses.field(default_factory=lambda: lambda x: x)
+
+
+def test_configs_that_cannot_be_recorded_are_refused() -> None:
+    with pytest.raises(
+        exceptions.ConfigNotRecordableError, match=r'config\.activation'
+    ):
+        Experiment(FunctionConfig())
+    assert Experiment(FunctionConfig(activation='relu')).config.activation == 'relu'

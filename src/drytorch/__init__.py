@@ -20,13 +20,26 @@ if TYPE_CHECKING:
         init_trackers,
         remove_all_default_trackers,
     )
+    from drytorch.lib.learning import LearningSchema
+    from drytorch.lib.loading import DataLoader
     from drytorch.lib.models import Model
+    from drytorch.lib.objectives import Loss, Metric
+    from drytorch.lib.runners import Diagnostic, Test, Validation
+    from drytorch.lib.train import Trainer
 
 __all__ = [
+    'DataLoader',
+    'Diagnostic',
     'Experiment',
+    'LearningSchema',
+    'Loss',
+    'Metric',
     'Model',
     'Run',
+    'Test',
     'Tracker',
+    'Trainer',
+    'Validation',
     '__version__',
     'extend_default_trackers',
     'hookimpl',
@@ -42,6 +55,14 @@ _LAZY = {
     'init_trackers': 'drytorch.core.tracking',
     'remove_all_default_trackers': 'drytorch.core.tracking',
     'Model': 'drytorch.lib.models',
+    'DataLoader': 'drytorch.lib.loading',
+    'LearningSchema': 'drytorch.lib.learning',
+    'Loss': 'drytorch.lib.objectives',
+    'Metric': 'drytorch.lib.objectives',
+    'Diagnostic': 'drytorch.lib.runners',
+    'Test': 'drytorch.lib.runners',
+    'Validation': 'drytorch.lib.runners',
+    'Trainer': 'drytorch.lib.train',
 }
 
 

@@ -12,6 +12,7 @@ __all__ = [
     'ComputedBeforeUpdatedError',
     'ConfigMismatchError',
     'ConfigNotImmutableError',
+    'ConfigNotRecordableError',
     'CorruptRecordError',
     'DryTorchError',
     'DryTorchWarning',
@@ -120,6 +121,10 @@ class ConfigMismatchError(DryTorchError):
 
 class ConfigNotImmutableError(DryTorchError):
     """The experiment configuration can be changed after creation."""
+
+
+class ConfigNotRecordableError(DryTorchError):
+    """The configuration holds values the run registry cannot record faithfully."""
 
 
 class InvalidNameError(DryTorchError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import pathlib
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 RunStatus = Literal['created', 'running', 'completed', 'failed', 'crashed']
@@ -92,3 +93,146 @@ class ModelUnregisterEvent:
     model_name: str
     experiment_name: str
     run_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActorRegisterEvent:
+    """A trainer, validation, test or other runner started working on a model.
+
+    Attributes:
+        actor_name: the runner's name (``Trainer``, ``Validation``, ``Test``).
+        model_name: the model it works on.
+        run_id: the active run's id.
+        description: a readable, TOML-friendly description of the runner and
+            its parts (loader, objective, learning schema, hooks).
+    """
+
+    actor_name: str
+    model_name: str
+    run_id: str
+    description: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrainingStartEvent:
+    """Training of a model starts (or resumes) at ``start_epoch``."""
+
+    model_name: str
+    source_name: str
+    start_epoch: int
+    end_epoch: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrainingEndEvent:
+    """Training of a model ended at ``epoch`` (completed or terminated)."""
+
+    model_name: str
+    source_name: str
+    epoch: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EpochStartEvent:
+    """An epoch of training starts; ``end_epoch`` is the planned last epoch."""
+
+    model_name: str
+    source_name: str
+    epoch: int
+    end_epoch: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EpochEndEvent:
+    """An epoch of training ended, after its metrics and validation."""
+
+    model_name: str
+    source_name: str
+    epoch: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IterateBatchEvent:
+    """A runner finished a batch (for progress displays).
+
+    Attributes:
+        source_name: the runner's name.
+        batch: the 1-based index of the batch just finished.
+        n_batches: batches in the epoch.
+        batch_size: samples in the batch.
+        live_metrics: returns the running metrics as floats. Calling it
+            synchronises with the device: trackers call it at a throttled
+            rate, never on every batch.
+    """
+
+    source_name: str
+    batch: int
+    n_batches: int
+    batch_size: int
+    live_metrics: Callable[[], Mapping[str, float]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MetricsEvent:
+    """Metrics of a model from one source (a runner) at an epoch.
+
+    Attributes:
+        model_name: the model measured.
+        source_name: who measured it (``Trainer``, ``Validation``, ``Test``).
+        epoch: the model's epoch when measured.
+        metrics: metric names and values, the loss first when there is one.
+    """
+
+    model_name: str
+    source_name: str
+    epoch: int
+    metrics: Mapping[str, float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LearningRateEvent:
+    """The learning rate or its schedule changed (epoch start or a hook)."""
+
+    model_name: str
+    source_name: str
+    epoch: int
+    learning_rates: tuple[float, ...]
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TerminationEvent:
+    """Training was asked to stop early (early stopping, a hook, the user)."""
+
+    model_name: str
+    source_name: str
+    epoch: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TestStartEvent:
+    """A test of a model starts."""
+
+    model_name: str
+    source_name: str
+    epoch: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TestEndEvent:
+    """A test of a model ended; its metrics were sent just before."""
+
+    model_name: str
+    source_name: str
+    epoch: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointEvent:
+    """A checkpoint was saved (``action='save'``) or loaded (``'load'``)."""
+
+    model_name: str
+    epoch: int
+    action: Literal['save', 'load']
+    location: str

@@ -41,9 +41,11 @@ BUILTIN_PLUGINS = (
     'drytorch.validators.config',
     'drytorch.validators.modules',
     'drytorch.trackers.defaults',
+    'drytorch.storage.local',
 )
-TRACKING_HOOKS = frozenset({'on_run_start', 'on_run_stop', 'on_model_register',
-                            'on_model_unregister'})  # fmt: skip
+TRACKING_HOOKS = frozenset(
+    name for module in SPEC_MODULES for name in vars(module) if name.startswith('on_')
+)
 
 
 class PluginLoadWarning(exceptions.DryTorchWarning):

@@ -15,12 +15,14 @@ import hashlib
 import json
 import math
 import pathlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ['config_hash', 'diff', 'to_data', 'to_toml']
+__all__ = ['config_hash', 'diff', 'to_data', 'to_toml', 'unrecordable']
 
 NONE_MARK = '<None>'
+_ADDRESS = re.compile(r' at 0x[0-9a-fA-F]+>')
 
 
 def to_data(value: Any) -> Any:
@@ -50,6 +52,30 @@ def to_data(value: Any) -> Any:
     if isinstance(value, type):
         return f'{value.__module__}.{value.__qualname__}'
     return repr(value)
+
+
+def unrecordable(value: Any, path: str = 'config') -> list[str]:
+    """Return the paths of values whose snapshot would differ between processes.
+
+    Such values (functions, plain objects) fall back to a ``repr`` holding a
+    memory address, so the hash of an equal configuration would change from
+    one process to the next and resuming would be refused.
+    """
+    data = to_data(value)
+    found: list[str] = []
+
+    def visit(item: Any, where: str) -> None:
+        if isinstance(item, dict):
+            for key, child in item.items():
+                visit(child, f'{where}.{key}')
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                visit(child, f'{where}[{index}]')
+        elif isinstance(item, str) and _ADDRESS.search(item) and item.startswith('<'):
+            found.append(f'{where} = {item}')
+
+    visit(data, path)
+    return found
 
 
 def to_toml(value: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Self
 
-from drytorch.core import exceptions, log_events, scope, settings
+from drytorch.core import exceptions, scope, settings
 from drytorch.hookspecs._markers import hookimpl
 
 if TYPE_CHECKING:
@@ -48,22 +48,87 @@ class Tracker:
         """Receive a tracking event. The default ignores it."""
 
     @hookimpl
-    def on_run_start(self, event: log_events.RunStartEvent) -> None:
+    def on_run_start(self, event: Any) -> None:
         """Forward to ``notify``."""
         self.notify(event)
 
     @hookimpl
-    def on_run_stop(self, event: log_events.RunStopEvent) -> None:
+    def on_run_stop(self, event: Any) -> None:
         """Forward to ``notify``."""
         self.notify(event)
 
     @hookimpl
-    def on_model_register(self, event: log_events.ModelRegisterEvent) -> None:
+    def on_model_register(self, event: Any) -> None:
         """Forward to ``notify``."""
         self.notify(event)
 
     @hookimpl
-    def on_model_unregister(self, event: log_events.ModelUnregisterEvent) -> None:
+    def on_model_unregister(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_actor_register(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_training_start(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_training_end(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_epoch_start(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_epoch_end(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_batch_end(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_metrics(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_learning_rate(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_termination(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_test_start(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_test_end(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_checkpoint_save(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
+    @hookimpl
+    def on_checkpoint_load(self, event: Any) -> None:
         """Forward to ``notify``."""
         self.notify(event)
 

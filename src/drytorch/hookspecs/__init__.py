@@ -10,7 +10,8 @@ implementation raises:
 * **validation** hooks (``validate_*``) may refuse an operation by raising; the
   error stops the operation and reaches the user unchanged.
 * **query** hooks answer a question (``get_config``, ``default_trackers``,
-  ``tracker_types``); errors propagate.
+  ``tracker_types``, and the storage hooks ``save_checkpoint``,
+  ``load_checkpoint``, ``list_checkpoints``); errors propagate.
 
 Implement a hook with the marker exported by the package root::
 
@@ -26,9 +27,9 @@ This package imports neither torch nor the rest of DRYTorch at runtime.
 
 from __future__ import annotations
 
-from drytorch.hookspecs import model, run, trackers, validation
+from drytorch.hookspecs import model, run, storage, trackers, training, validation
 from drytorch.hookspecs._markers import PROJECT_NAME
 
-SPEC_MODULES = (run, model, validation, trackers)
+SPEC_MODULES = (run, model, training, validation, storage, trackers)
 
 __all__ = ['PROJECT_NAME', 'SPEC_MODULES']

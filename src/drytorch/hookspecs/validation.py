@@ -11,7 +11,7 @@ NameKind = Literal['experiment', 'run', 'model']
 
 @hookspec
 def validate_name(name: str, kind: NameKind) -> None:
-    """Validation: refuse an experiment name, run id or model name by raising.
+    r"""Validation: refuse an experiment name, run id or model name by raising.
 
     Names become file and folder names, so the built-in validator refuses
     anything that could escape its folder (``/``, ``\\``, ``..``, control

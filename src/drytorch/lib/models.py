@@ -34,6 +34,11 @@ class Model(Generic[Input, Output]):
             ``Model_1``, ...); defaults to the class name.
         device: where to move the module; defaults to the accelerator when one
             is available, else the CPU.
+        mixed_precision: run the forward pass under ``torch.autocast`` (float16
+            on CUDA with gradient scaling in the trainer, bfloat16 elsewhere).
+
+    Attributes:
+        epoch: the number of training epochs completed; checkpoints restore it.
 
     Raises:
         NoActiveExperimentError: no run is active.
@@ -45,17 +50,25 @@ class Model(Generic[Input, Output]):
         module: nn.Module,
         name: str = '',
         device: torch.device | str | None = None,
+        *,
+        mixed_precision: bool = False,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f'Model wraps a torch.nn.Module, got {type(module)!r}.')
         self.module = module
         self.device = torch.device(device) if device is not None else default_device()
+        self.mixed_precision = mixed_precision
+        self.epoch = 0
         self.name = name or type(self).__name__
         self.name = registering.register_model(self, self.name)
         self.module.to(self.device)
 
     def __call__(self, inputs: Input) -> Output:
-        """Run the module on ``inputs``."""
+        """Run the module on ``inputs`` (under autocast with mixed precision)."""
+        if self.mixed_precision:
+            with torch.autocast(self.device.type):
+                mixed: Output = self.module(inputs)
+            return mixed
         output: Output = self.module(inputs)
         return output
 

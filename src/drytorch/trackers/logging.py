@@ -96,3 +96,62 @@ class BuiltinLogger(tracking.Tracker):
             event.model_name,
             event.n_parameters,
         )
+
+    @notify.register
+    def _(self, event: log_events.TrainingStartEvent) -> None:
+        self.log(
+            DETAIL,
+            'Training %s from epoch %d to %d.',
+            event.model_name,
+            event.start_epoch,
+            event.end_epoch,
+        )
+
+    @notify.register
+    def _(self, event: log_events.EpochStartEvent) -> None:
+        width = len(str(event.end_epoch))
+        self.log(METRICS, 'Epoch: %*d / %d', width, event.epoch, event.end_epoch)
+
+    @notify.register
+    def _(self, event: log_events.MetricsEvent) -> None:
+        values = '\t'.join(
+            f'{name}={value:.4e}' for name, value in event.metrics.items()
+        )
+        self.log(METRICS, '%s: %s', event.source_name, values)
+
+    @notify.register
+    def _(self, event: log_events.TerminationEvent) -> None:
+        self.log(
+            RUN,
+            '%s terminated training at epoch %d: %s.',
+            event.source_name,
+            event.epoch,
+            event.reason,
+        )
+
+    @notify.register
+    def _(self, event: log_events.TestStartEvent) -> None:
+        self.log(METRICS, 'Testing %s at epoch %d.', event.model_name, event.epoch)
+
+    @notify.register
+    def _(self, event: log_events.LearningRateEvent) -> None:
+        rates = ', '.join(f'{rate:.3e}' for rate in event.learning_rates)
+        self.log(
+            DETAIL,
+            'Learning rate of %s: %s (%s).',
+            event.model_name,
+            rates,
+            event.reason,
+        )
+
+    @notify.register
+    def _(self, event: log_events.CheckpointEvent) -> None:
+        action = 'saved to' if event.action == 'save' else 'loaded from'
+        self.log(
+            METRICS,
+            'Checkpoint of %s at epoch %d %s %s.',
+            event.model_name,
+            event.epoch,
+            action,
+            event.location,
+        )

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from drytorch.core import exceptions
+from drytorch.core import exceptions, snapshot
 from drytorch.hookspecs._markers import hookimpl
 
 
@@ -39,7 +39,25 @@ def check_immutable(config: Any) -> None:
         )
 
 
+def check_recordable(config: Any) -> None:
+    """Raise ``ConfigNotRecordableError`` for values the registry cannot record.
+
+    A function or plain object in a configuration is recorded by its ``repr``,
+    which holds a memory address: the same configuration would hash
+    differently in the next process, and resuming its runs would be refused.
+    """
+    problems = snapshot.unrecordable(config)
+    if problems:
+        listed = '; '.join(problems)
+        raise exceptions.ConfigNotRecordableError(
+            f'The configuration holds values that cannot be recorded reproducibly: '
+            f'{listed}. Store a name or number instead (for example the name of a '
+            'function, looked up in your code).'
+        )
+
+
 @hookimpl
 def validate_config(config: Any) -> None:
-    """Refuse mutable configurations."""
+    """Refuse mutable configurations and values that cannot be recorded."""
     check_immutable(config)
+    check_recordable(config)

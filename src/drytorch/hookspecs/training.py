@@ -1,0 +1,94 @@
+"""Tracking hooks of training, validation and testing.
+
+Each receives one immutable event from ``drytorch.core.log_events``. They fire
+on the main process only, at most once per epoch, except ``on_batch_end``,
+which fires per batch and must stay cheap: do not call
+``event.live_metrics()`` on every batch, it synchronises with the device.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from drytorch.hookspecs._markers import hookspec
+
+if TYPE_CHECKING:
+    from drytorch.core.log_events import (
+        ActorRegisterEvent,
+        CheckpointEvent,
+        EpochEndEvent,
+        EpochStartEvent,
+        IterateBatchEvent,
+        LearningRateEvent,
+        MetricsEvent,
+        TerminationEvent,
+        TestEndEvent,
+        TestStartEvent,
+        TrainingEndEvent,
+        TrainingStartEvent,
+    )
+
+
+@hookspec
+def on_actor_register(event: ActorRegisterEvent) -> None:
+    """Tracking: a runner (trainer, validation, test) was set up for a model."""
+
+
+@hookspec
+def on_training_start(event: TrainingStartEvent) -> None:
+    """Tracking: training starts or resumes at ``event.start_epoch``."""
+
+
+@hookspec
+def on_training_end(event: TrainingEndEvent) -> None:
+    """Tracking: training ended, completed or terminated."""
+
+
+@hookspec
+def on_epoch_start(event: EpochStartEvent) -> None:
+    """Tracking: a training epoch starts."""
+
+
+@hookspec
+def on_epoch_end(event: EpochEndEvent) -> None:
+    """Tracking: a training epoch ended, after its metrics and validation."""
+
+
+@hookspec
+def on_batch_end(event: IterateBatchEvent) -> None:
+    """Tracking: a runner finished a batch. Fires per batch: keep it cheap."""
+
+
+@hookspec
+def on_metrics(event: MetricsEvent) -> None:
+    """Tracking: metrics of a model from one source at one epoch."""
+
+
+@hookspec
+def on_learning_rate(event: LearningRateEvent) -> None:
+    """Tracking: the learning rates changed (schedule step or a hook)."""
+
+
+@hookspec
+def on_termination(event: TerminationEvent) -> None:
+    """Tracking: training was asked to stop early, with the reason."""
+
+
+@hookspec
+def on_test_start(event: TestStartEvent) -> None:
+    """Tracking: a test starts."""
+
+
+@hookspec
+def on_test_end(event: TestEndEvent) -> None:
+    """Tracking: a test ended; its metrics arrived through ``on_metrics``."""
+
+
+@hookspec
+def on_checkpoint_save(event: CheckpointEvent) -> None:
+    """Tracking: a checkpoint was saved."""
+
+
+@hookspec
+def on_checkpoint_load(event: CheckpointEvent) -> None:
+    """Tracking: a checkpoint was loaded."""

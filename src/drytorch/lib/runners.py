@@ -1,0 +1,296 @@
+"""Runners: loops that run a model over a loader and report what they measure.
+
+``ModelRunner`` holds the batch loop shared by every runner. ``Diagnostic``
+measures quietly, ``Validation`` reports metrics at the model's epoch, and
+``Test`` reports a test; the ``Trainer`` (``drytorch.lib.train``) adds the
+optimisation step.
+
+The batch loop never synchronises with the device: objectives accumulate on
+it and are read once, at the end of the epoch. Progress displays get a
+``live_metrics`` callable they may call at a throttled rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
+
+import torch
+
+from drytorch.core import exceptions, log_events, registering, scope
+from drytorch.core.plugins import get_host
+from drytorch.lib import objectives
+from drytorch.lib.models import Model
+
+__all__ = [
+    'Diagnostic',
+    'Evaluation',
+    'ModelRunner',
+    'Test',
+    'Validation',
+    'describe',
+    'to_device',
+]
+
+Input = TypeVar('Input')
+Target = TypeVar('Target')
+Output = TypeVar('Output')
+
+
+class SizedLoader(Protocol):
+    """What a runner needs of a loader: batches of (inputs, targets), and a length."""
+
+    def __iter__(self) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+def to_device(data: Any, device: torch.device) -> Any:
+    """Move the tensors in ``data`` (nested tuples, lists, dicts) to ``device``."""
+    if isinstance(data, torch.Tensor):
+        return data if data.device == device else data.to(device, non_blocking=True)
+    if isinstance(data, tuple):
+        moved = [to_device(item, device) for item in data]
+        return type(data)(*moved) if hasattr(data, '_fields') else tuple(moved)
+    if isinstance(data, list):
+        return [to_device(item, device) for item in data]
+    if isinstance(data, dict):
+        return {key: to_device(value, device) for key, value in data.items()}
+    return data
+
+
+def detach_to_cpu(data: Any) -> Any:
+    """Return ``data`` with its tensors detached and on the CPU."""
+    if isinstance(data, torch.Tensor):
+        return data.detach().cpu()
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        values = {
+            f.name: detach_to_cpu(getattr(data, f.name))
+            for f in dataclasses.fields(data)
+        }
+        return dataclasses.replace(data, **values)
+    if isinstance(data, tuple):
+        moved = [detach_to_cpu(item) for item in data]
+        return type(data)(*moved) if hasattr(data, '_fields') else tuple(moved)
+    if isinstance(data, list):
+        return [detach_to_cpu(item) for item in data]
+    if isinstance(data, dict):
+        return {key: detach_to_cpu(value) for key, value in data.items()}
+    return data
+
+
+def describe(obj: Any) -> Any:
+    """Return a readable, TOML-friendly description of ``obj`` for metadata."""
+    method = getattr(obj, 'describe', None)
+    if callable(method) and not isinstance(obj, type):
+        return method()
+    if isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, Mapping):
+        return {str(key): describe(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [describe(item) for item in obj]
+    return repr(obj)
+
+
+class ModelRunner(Generic[Input, Target, Output]):
+    """Runs a model over a loader and aggregates an objective.
+
+    Args:
+        model: the model; it must belong to the active run.
+        loader: yields ``(inputs, targets)`` batches and has a length.
+        objective: what to measure (a metric, a collection or a loss).
+        name: the runner's name in reports; defaults to the class name.
+
+    Attributes:
+        computed_metrics: the metrics of the last epoch, as floats.
+        outputs_list: the outputs of the last epoch when stored (detached,
+            on the CPU).
+    """
+
+    def __init__(
+        self,
+        model: Model[Input, Output],
+        *,
+        loader: SizedLoader,
+        objective: objectives.Objective[Output, Target],
+        name: str = '',
+    ) -> None:
+        self.model = model
+        self.loader = loader
+        self.objective = objective
+        self.name = name or type(self).__name__
+        self.computed_metrics: dict[str, float] = {}
+        self.outputs_list: list[Output] = []
+        self._registered_in: registering.RunKey | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """Return a readable description of the runner and its parts."""
+        return {
+            'class': type(self).__name__,
+            'model': self.model.name,
+            'loader': describe(self.loader),
+            'objective': describe(self.objective),
+        }
+
+    def _check_run(self) -> None:
+        """Check the model belongs to the active run; announce the runner once."""
+        registering.require_registered(self.model)
+        run = scope.active_run()
+        assert run is not None
+        key = registering.RunKey.of(run)
+        if self._registered_in != key:
+            self._registered_in = key
+            event = log_events.ActorRegisterEvent(
+                self.name, self.model.name, run.id, self.describe()
+            )
+            get_host().broadcast('on_actor_register', event)
+
+    def _run_epoch(self, *, store_outputs: bool = False) -> dict[str, float]:
+        """Run every batch of the loader once; return the aggregated metrics."""
+        host = get_host()
+        device = self.model.device
+        progress = bool(host.manager.hook.on_batch_end.get_hookimpls())
+        n_batches = len(self.loader)
+        self.objective.reset()
+        self.outputs_list = []
+        batch = 0
+        for batch, (inputs, targets) in enumerate(self.loader, start=1):
+            moved_inputs = to_device(inputs, device)
+            outputs = self._run_batch(moved_inputs, to_device(targets, device))
+            if store_outputs:
+                self.outputs_list.append(detach_to_cpu(outputs))
+            if progress:
+                event = log_events.IterateBatchEvent(
+                    self.name, batch, n_batches, _batch_size(inputs), self._live_metrics
+                )
+                host.broadcast('on_batch_end', event)
+        if batch == 0:
+            raise exceptions.TrainingError(
+                f'{self.name}: the loader of model {self.model.name!r} yielded no '
+                'batch (is the dataset smaller than one batch in training mode?).'
+            )
+        computed = self.objective.compute()
+        self.computed_metrics = {name: value.item() for name, value in computed.items()}
+        return self.computed_metrics
+
+    def _run_batch(self, inputs: Input, targets: Target) -> Output:
+        """Run one batch: forward pass and objective update."""
+        outputs = self.model(inputs)
+        self.objective.update(outputs, targets)
+        return outputs
+
+    def _live_metrics(self) -> dict[str, float]:
+        """Return the running metrics of the epoch (synchronises the device)."""
+        try:
+            computed = self.objective.compute()
+        except exceptions.ComputedBeforeUpdatedError:
+            return {}
+        return {name: value.item() for name, value in computed.items()}
+
+    def _evaluate(self, *, store_outputs: bool = False) -> dict[str, float]:
+        """Run an epoch in inference mode, leaving the module's mode as it was."""
+        self._check_run()
+        module = self.model.module
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.inference_mode():
+                return self._run_epoch(store_outputs=store_outputs)
+        finally:
+            module.train(was_training)
+
+    def _report(self) -> None:
+        get_host().broadcast(
+            'on_metrics',
+            log_events.MetricsEvent(
+                self.model.name,
+                self.name,
+                self.model.epoch,
+                dict(self.computed_metrics),
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(model={self.model.name!r}, name={self.name!r})'
+
+
+class Evaluation(ModelRunner[Input, Target, Output]):
+    """A runner that measures a model with a metric, in inference mode.
+
+    Args:
+        model: the model to measure.
+        loader: the batches to measure it on.
+        metric: what to measure (a metric, a collection, or a loss).
+        name: the name in reports; defaults to the class name.
+    """
+
+    def __init__(
+        self,
+        model: Model[Input, Output],
+        *,
+        loader: SizedLoader,
+        metric: objectives.Objective[Output, Target],
+        name: str = '',
+    ) -> None:
+        super().__init__(model, loader=loader, objective=metric, name=name)
+
+
+class Diagnostic(Evaluation[Input, Target, Output]):
+    """Measures a model without reporting to trackers (for hooks and checks)."""
+
+    def __call__(self, *, store_outputs: bool = False) -> dict[str, float]:
+        """Run the loader once in inference mode; return the metrics."""
+        return self._evaluate(store_outputs=store_outputs)
+
+
+class Validation(Evaluation[Input, Target, Output]):
+    """Measures a model during training and reports at the model's epoch."""
+
+    def __call__(self, *, store_outputs: bool = False) -> dict[str, float]:
+        """Run the loader once in inference mode, report and return the metrics."""
+        metrics = self._evaluate(store_outputs=store_outputs)
+        self._report()
+        return metrics
+
+
+class Test(Evaluation[Input, Target, Output]):
+    """Tests a model: reports the start, the metrics and the end of the test."""
+
+    __test__ = False  # not a pytest test class
+
+    def __call__(self, *, store_outputs: bool = False) -> dict[str, float]:
+        """Run the test; see ``test``."""
+        return self.test(store_outputs=store_outputs)
+
+    def test(self, *, store_outputs: bool = False) -> dict[str, float]:
+        """Run the test once and return the metrics.
+
+        Args:
+            store_outputs: keep the outputs, detached and on the CPU, in
+                ``outputs_list``.
+        """
+        self._check_run()
+        host = get_host()
+        epoch = self.model.epoch
+        name = self.model.name
+        host.broadcast(
+            'on_test_start', log_events.TestStartEvent(name, self.name, epoch)
+        )
+        metrics = self._evaluate(store_outputs=store_outputs)
+        self._report()
+        host.broadcast('on_test_end', log_events.TestEndEvent(name, self.name, epoch))
+        return metrics
+
+
+def _batch_size(inputs: Any) -> int:
+    if isinstance(inputs, torch.Tensor):
+        return int(inputs.shape[0]) if inputs.ndim else 1
+    if isinstance(inputs, list | tuple | dict):
+        items: Iterable[Any] = inputs.values() if isinstance(inputs, dict) else inputs
+        for item in items:
+            size = _batch_size(item)
+            if size:
+                return size
+    return 0

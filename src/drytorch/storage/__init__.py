@@ -1,0 +1,1 @@
+"""Built-in storage-backend plugins: where checkpoints are kept."""
