@@ -1,8 +1,11 @@
-"""The main example: a small regression experiment, trained, validated and tested.
+"""The main example: a small regression experiment, end to end.
 
-Run it with ``python examples/main.py``. Every run is recorded in the run
-registry (``drytorch runs`` lists them); run the script again with
-``--resume`` to continue the last run of the experiment.
+Trains an MLP to fit y = sin(3x) with validation and early stopping, tests it,
+saves a checkpoint, and prints where the outputs and the run record are.
+Everything is recorded in the run registry: ``drytorch runs`` lists the runs.
+
+    python examples/main.py            # a new run
+    python examples/main.py --resume   # continue the last run from its checkpoint
 """
 
 from __future__ import annotations
@@ -14,94 +17,110 @@ import torch
 from torch import nn
 from torch.utils import data
 
-import drytorch
-from drytorch import Experiment, Model
+from drytorch import (
+    DataLoader,
+    Experiment,
+    LearningSchema,
+    Loss,
+    Metric,
+    Model,
+    Test,
+    Trainer,
+)
+from drytorch.core import exceptions
+from drytorch.lib import hooks, schedulers
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything that defines this experiment."""
 
-    n_samples: int = 512
-    hidden: int = 32
+    n_samples: int = 2048
+    hidden: int = 64
     batch_size: int = 32
-    lr: float = 1e-2
-    epochs: int = 20
+    lr: float = 3e-3
+    max_epochs: int = 60
+    patience: int = 5
     seed: int = 0
 
 
-class RegressionExperiment(Experiment[Config]):
+class SineRegression(Experiment[Config]):
     """Fit y = sin(3x) + noise with a small MLP."""
 
 
-def make_data(config: Config) -> tuple[data.TensorDataset, ...]:
-    """Build train, validation and test sets from the configured seed."""
+def make_datasets(config: Config) -> tuple[data.TensorDataset, data.TensorDataset]:
+    """Return the training and test sets, made from the configured seed."""
     generator = torch.Generator().manual_seed(config.seed)
-    x = torch.rand(config.n_samples, 1, generator=generator) * 2 - 1
+    x = torch.rand(config.n_samples, 1, generator=generator) * 4 - 2
     y = torch.sin(3 * x) + 0.05 * torch.randn(x.shape, generator=generator)
-    n_train, n_val = int(0.7 * len(x)), int(0.15 * len(x))
-    splits = (
-        slice(0, n_train),
-        slice(n_train, n_train + n_val),
-        slice(n_train + n_val, None),
+    n_test = config.n_samples // 5
+    return data.TensorDataset(x[n_test:], y[n_test:]), data.TensorDataset(
+        x[:n_test], y[:n_test]
     )
-    return tuple(data.TensorDataset(x[s], y[s]) for s in splits)
 
 
-def evaluate(model: Model[torch.Tensor, torch.Tensor], dataset: data.Dataset) -> float:
-    """Return the mean squared error of ``model`` on ``dataset``."""
-    loader = data.DataLoader(
-        dataset, batch_size=RegressionExperiment.get_config().batch_size
-    )
-    total, count = torch.zeros(()), 0
-    with torch.inference_mode():
-        for inputs, targets in loader:
-            total += nn.functional.mse_loss(model(inputs), targets, reduction='sum')
-            count += len(inputs)
-    return total.item() / count
+def mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of a batch."""
+    return ((outputs - targets) ** 2).mean()
 
 
-def train() -> None:
-    """Train, validate every epoch, then test; reads the config from the run."""
-    config = RegressionExperiment.get_config()
+def abs_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Absolute error per sample (aggregated exactly over uneven batches)."""
+    return (outputs - targets).abs().flatten()
+
+
+def run_experiment(resume: bool) -> None:
+    """Train, validate, test and checkpoint; reads the config from the run."""
+    config = SineRegression.get_config()
     torch.manual_seed(config.seed)
-    train_set, val_set, test_set = make_data(config)
-    model = Model(
-        nn.Sequential(
-            nn.Linear(1, config.hidden), nn.Tanh(), nn.Linear(config.hidden, 1)
-        ),
-        name='mlp',
-        device='cpu',
+    train_set, test_set = make_datasets(config)
+    loader = DataLoader(train_set, batch_size=config.batch_size, seed=config.seed)
+    train_loader, val_loader = loader.split(0.2, seed=config.seed)
+    module = nn.Sequential(
+        nn.Linear(1, config.hidden),
+        nn.Tanh(),
+        nn.Linear(config.hidden, config.hidden),
+        nn.Tanh(),
+        nn.Linear(config.hidden, 1),
     )
-    optimizer = torch.optim.Adam(model.module.parameters(), lr=config.lr)
-    loader = data.DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=True, drop_last=True
+    model = Model(module, name='mlp', device='cpu')
+    loss = Loss(mse, 'MSE') | Metric(abs_error, 'MAE', higher_is_better=False)
+    schema = LearningSchema.adam(
+        lr=config.lr, scheduler=schedulers.CosineScheduler(config.max_epochs)
     )
-    for epoch in range(1, config.epochs + 1):
-        model.module.train()
-        for inputs, targets in loader:
-            optimizer.zero_grad()
-            loss = nn.functional.mse_loss(model(inputs), targets)
-            loss.backward()
-            optimizer.step()
-        model.module.eval()
-        if epoch % 5 == 0 or epoch == config.epochs:
-            print(f'epoch {epoch:3d}  validation MSE {evaluate(model, val_set):.4f}')
-    print(f'test MSE {evaluate(model, test_set):.4f}')
+    trainer = Trainer(model, loader=train_loader, loss=loss, learning_schema=schema)
+    trainer.add_validation(val_loader)
+    trainer.post_epoch_hooks.register(
+        hooks.EarlyStoppingCallback(
+            metric='MSE', patience=config.patience, min_delta=1e-5
+        )
+    )
+    trainer.post_epoch_hooks.register(hooks.call_every(10, hooks.saving_hook, start=10))
+    if resume:
+        try:
+            trainer.load_checkpoint()
+        except exceptions.CheckpointError as err:  # none yet: start from scratch
+            print(f'starting from scratch: {err}')
+    trainer.train_until(config.max_epochs)
+    where = trainer.save_checkpoint()
+    test = Test(model, loader=DataLoader(test_set, batch_size=256), metric=loss)
+    metrics = test.test()
+    print(f'\ntest MSE {metrics["MSE"]:.4f}, MAE {metrics["MAE"]:.4f}')
+    print(f'checkpoint: {where}')
 
 
 def main() -> None:
-    """Run (or resume) the experiment."""
+    """Run (or resume) the experiment and say where everything went."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--resume', action='store_true', help='resume the last run')
     args = parser.parse_args()
-    experiment = RegressionExperiment(
-        Config(), name='sine-regression', par_dir='outputs'
-    )
+    experiment = SineRegression(Config(), name='sine-regression', par_dir='outputs')
     with experiment.create_run(resume=args.resume) as run:
-        train()
-    print(f'run {run.id}: {run.status} (drytorch {drytorch.__version__})')
-    print('`drytorch runs` lists every recorded run')
+        run_experiment(args.resume)
+    print(f'run {run.id}: {run.status}')
+    print(f'run record: {run.record_path}')
+    print(f'outputs:    {experiment.par_dir}')
+    print('`drytorch runs` lists every recorded run.')
 
 
 if __name__ == '__main__':

@@ -250,7 +250,7 @@ class FakeMetricNoSync(FakeTorchmetric):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA')
 def test_update_never_synchronizes_cuda() -> None:
-    metrics = Metric(mse, 'MSE') | Metric(per_sample_error, 'error')
+    metrics = Metric(mse, 'mse metric') | Metric(per_sample_error, 'error')
     loss = (Loss(mse, 'MSE') + 2 * Loss(mae, 'MAE')) | metrics
     outputs = torch.ones(8, 2, device='cuda', requires_grad=True)
     targets = torch.zeros(8, 2, device='cuda')
