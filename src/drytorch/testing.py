@@ -20,7 +20,7 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
-from drytorch.core import log_events, plugins, scope, settings, tracking
+from drytorch.core import plugins, scope, settings, tracking
 from drytorch.hookspecs._markers import hookimpl
 
 __all__ = ['HookRecorder', 'isolated']
@@ -68,7 +68,10 @@ def isolated(folder: pathlib.Path, **env: str) -> Iterator[plugins.PluginHost]:
 
 
 class HookRecorder:
-    """A plugin that records every tracking event it receives, in order."""
+    """A plugin that records every tracking event it receives, in order.
+
+    It implements every tracking hook of the contract (``on_*``).
+    """
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
@@ -81,22 +84,15 @@ class HookRecorder:
         """Return the events received by ``hook_name``."""
         return [event for name, event in self.calls if name == hook_name]
 
-    @hookimpl
-    def on_run_start(self, event: log_events.RunStartEvent) -> None:
-        """Record the event."""
-        self.calls.append(('on_run_start', event))
 
-    @hookimpl
-    def on_run_stop(self, event: log_events.RunStopEvent) -> None:
-        """Record the event."""
-        self.calls.append(('on_run_stop', event))
+def _recording(hook_name: str) -> Any:
+    def record(self: HookRecorder, event: Any) -> None:
+        self.calls.append((hook_name, event))
 
-    @hookimpl
-    def on_model_register(self, event: log_events.ModelRegisterEvent) -> None:
-        """Record the event."""
-        self.calls.append(('on_model_register', event))
+    record.__name__ = record.__qualname__ = hook_name
+    record.__doc__ = f'Record the event of ``{hook_name}``.'
+    return hookimpl(record)
 
-    @hookimpl
-    def on_model_unregister(self, event: log_events.ModelUnregisterEvent) -> None:
-        """Record the event."""
-        self.calls.append(('on_model_unregister', event))
+
+for _hook_name in sorted(plugins.TRACKING_HOOKS):
+    setattr(HookRecorder, _hook_name, _recording(_hook_name))

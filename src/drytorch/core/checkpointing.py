@@ -48,9 +48,20 @@ def save(location: CheckpointLocation, epoch: int, state: Mapping[str, Any]) -> 
     """Save ``state`` as the checkpoint of ``epoch``; return where it went.
 
     Raises:
-        CheckpointError: no storage backend took the checkpoint.
+        CheckpointError: no storage backend took the checkpoint, or saving
+            failed (earlier checkpoints are left as they were).
     """
-    where = get_host().hook.save_checkpoint(location=location, epoch=epoch, state=state)
+    try:
+        where = get_host().hook.save_checkpoint(
+            location=location, epoch=epoch, state=state
+        )
+    except exceptions.CheckpointError:
+        raise
+    except Exception as err:
+        raise exceptions.CheckpointError(
+            f'Saving the checkpoint of {location} at epoch {epoch} failed: '
+            f'{type(err).__name__}: {err}. Earlier checkpoints were not touched.'
+        ) from err
     if where is None:
         raise exceptions.CheckpointError(
             f'No storage backend saved the checkpoint of {location}: is '

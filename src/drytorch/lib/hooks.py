@@ -183,14 +183,26 @@ class MetricMonitor:
         self.history: list[float] = []
         self.best: float | None = None
 
-    def record(self, trainer: Trainer[Any, Any, Any]) -> bool:
-        """Record the metric's value at this epoch; return whether it improved."""
+    def record(self, trainer: Trainer[Any, Any, Any]) -> bool | None:
+        """Record the metric's value at this epoch; return whether it improved.
+
+        Returns ``None``, recording nothing, at epochs where the monitored
+        validation did not run (a validation interval longer than one epoch):
+        its last values are not new measurements.
+        """
         runner = self.monitor or trainer.validation or trainer
+        validation = trainer.validation
+        if (
+            validation is not None
+            and runner is validation
+            and validation.computed_epoch != trainer.model.epoch
+        ):
+            return None  # not validated at this epoch: nothing new
         metrics = runner.computed_metrics
         if not metrics:
             raise exceptions.TrainingError(
-                f'{runner.name} has no metrics to monitor yet (is the validation '
-                'interval longer than one epoch? monitor the trainer instead).'
+                f'{runner.name} has no metrics to monitor yet: run it before '
+                'this hook, or monitor the trainer instead.'
             )
         name = self.metric or next(iter(metrics))
         if name not in metrics:
@@ -232,6 +244,7 @@ class EarlyStoppingCallback:
 
     Monitors the validation when the trainer has one, else the trainer; see
     ``MetricMonitor`` for the arguments shared with ``ReduceLROnPlateau``.
+    With a validation interval above one, only the validated epochs count.
 
     Args:
         metric: the metric's name (default: the first, the loss).
@@ -262,7 +275,10 @@ class EarlyStoppingCallback:
 
     def __call__(self, trainer: Trainer[Any, Any, Any]) -> None:
         """Record this epoch's value and stop training when patience ran out."""
-        if self.monitor.record(trainer):
+        improved = self.monitor.record(trainer)
+        if improved is None:  # no validation at this epoch
+            return
+        if improved:
             self.epochs_without_improvement = 0
             return
         self.epochs_without_improvement += 1
@@ -335,6 +351,8 @@ class ReduceLROnPlateau:
     def __call__(self, trainer: Trainer[Any, Any, Any]) -> None:
         """Record this epoch's value and reduce the rate on a plateau."""
         improved = self.monitor.record(trainer)
+        if improved is None:  # no validation at this epoch
+            return
         if self.cooldown_left > 0:
             self.cooldown_left -= 1
             return

@@ -87,6 +87,9 @@ def describe(obj: Any) -> Any:
         return method()
     if isinstance(obj, bool | int | float | str):
         return obj
+    formula = getattr(obj, 'formula', None)
+    if isinstance(formula, str):  # a loss: its formula is what readers look for
+        return {'repr': repr(obj), 'formula': formula}
     if isinstance(obj, Mapping):
         return {str(key): describe(value) for key, value in obj.items()}
     if isinstance(obj, list | tuple):
@@ -105,9 +108,14 @@ class ModelRunner(Generic[Input, Target, Output]):
 
     Attributes:
         computed_metrics: the metrics of the last epoch, as floats.
+        computed_epoch: the model's epoch when ``computed_metrics`` were
+            computed (``None`` before the first run).
         outputs_list: the outputs of the last epoch when stored (detached,
             on the CPU).
     """
+
+    reports = True
+    """Whether the runner tells the trackers about itself and its batches."""
 
     def __init__(
         self,
@@ -122,6 +130,7 @@ class ModelRunner(Generic[Input, Target, Output]):
         self.objective = objective
         self.name = name or type(self).__name__
         self.computed_metrics: dict[str, float] = {}
+        self.computed_epoch: int | None = None
         self.outputs_list: list[Output] = []
         self._registered_in: registering.RunKey | None = None
 
@@ -140,7 +149,7 @@ class ModelRunner(Generic[Input, Target, Output]):
         run = scope.active_run()
         assert run is not None
         key = registering.RunKey.of(run)
-        if self._registered_in != key:
+        if self.reports and self._registered_in != key:
             self._registered_in = key
             event = log_events.ActorRegisterEvent(
                 self.name, self.model.name, run.id, self.describe()
@@ -151,7 +160,7 @@ class ModelRunner(Generic[Input, Target, Output]):
         """Run every batch of the loader once; return the aggregated metrics."""
         host = get_host()
         device = self.model.device
-        progress = bool(host.manager.hook.on_batch_end.get_hookimpls())
+        progress = self.reports and bool(host.manager.hook.on_batch_end.get_hookimpls())
         n_batches = len(self.loader)
         self.objective.reset()
         self.outputs_list = []
@@ -173,6 +182,7 @@ class ModelRunner(Generic[Input, Target, Output]):
             )
         computed = self.objective.compute()
         self.computed_metrics = {name: value.item() for name, value in computed.items()}
+        self.computed_epoch = self.model.epoch
         return self.computed_metrics
 
     def _run_batch(self, inputs: Input, targets: Target) -> Output:
@@ -239,6 +249,8 @@ class Evaluation(ModelRunner[Input, Target, Output]):
 
 class Diagnostic(Evaluation[Input, Target, Output]):
     """Measures a model without reporting to trackers (for hooks and checks)."""
+
+    reports = False
 
     def __call__(self, *, store_outputs: bool = False) -> dict[str, float]:
         """Run the loader once in inference mode; return the metrics."""

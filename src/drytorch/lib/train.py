@@ -235,6 +235,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
                 f'The checkpoint of {location} has format {state.get("format")!r}; '
                 f'this version reads format {CHECKPOINT_FORMAT}.'
             )
+        self._check_fits(location, state)  # refuse before changing anything
         try:
             self.model.module.load_state_dict(state['model'])
             self.optimizer.load_state_dict(state['optimizer'])
@@ -262,6 +263,59 @@ class Trainer(ModelRunner[Input, Target, Output]):
                 self.model.name, self.model.epoch, 'load', str(location)
             ),
         )
+
+    def _check_fits(
+        self, location: checkpointing.CheckpointLocation, state: Mapping[str, Any]
+    ) -> None:
+        """Raise ``CheckpointError`` if ``state`` cannot be loaded in full.
+
+        Torch copies the parameters that fit before it reports those that do
+        not; checking first keeps a refused checkpoint from half-loading.
+        """
+        problems = []
+        saved = state.get('model')
+        if not isinstance(saved, Mapping):
+            problems.append('it holds no model weights')
+            saved = {}
+        current = self.model.module.state_dict()
+        if missing := [key for key in current if key not in saved]:
+            problems.append(f'missing {missing}')
+        if unexpected := [key for key in saved if key not in current]:
+            problems.append(f'unexpected {unexpected}')
+        problems.extend(
+            f'{key} has shape {tuple(value.shape)}, the model '
+            f'{tuple(current[key].shape)}'
+            for key, value in saved.items()
+            if key in current
+            and isinstance(value, torch.Tensor)
+            and value.shape != current[key].shape
+        )
+        optimizer = state.get('optimizer')
+        groups = (
+            optimizer.get('param_groups') if isinstance(optimizer, Mapping) else None
+        )
+        sizes = [len(group['params']) for group in self.optimizer.param_groups]
+        if (
+            groups is None
+            or [len(group.get('params', ())) for group in groups] != sizes
+        ):
+            problems.append('the optimizer has other parameter groups')
+        if problems:
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} does not fit this model or '
+                f'optimizer: {"; ".join(problems)}.'
+            )
+        for key, registry in (
+            ('pre_epoch_hooks', self.pre_epoch_hooks),
+            ('post_epoch_hooks', self.post_epoch_hooks),
+        ):
+            if len(state.get(key, ())) != len(registry):
+                raise exceptions.CheckpointError(
+                    f'The checkpoint of {location} holds the state of '
+                    f'{len(state.get(key, ()))} hooks, but {len(registry)} are '
+                    f'registered in {key}: register the same hooks, in the same '
+                    'order, before loading.'
+                )
 
     def _train_epoch(self, end_epoch: int) -> None:
         host = get_host()

@@ -91,5 +91,5 @@ def list_checkpoints(location: CheckpointLocation) -> list[int]:
     return sorted(
         int(match.group(1))
         for entry in found.iterdir()
-        if (match := _FILE.fullmatch(entry.name))
+        if (match := _FILE.fullmatch(entry.name)) and entry.is_file()
     )

@@ -1,0 +1,480 @@
+"""Checkpoints: layout, latest epoch, exact continuation, safety and backends."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import pathlib
+import pickle
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from drytorch import DataLoader, Experiment, Model, Trainer, hookimpl
+from drytorch.core import checkpointing, exceptions, plugins, registering
+from drytorch.lib import hooks, rng
+from tests import training_kit as kit
+from tests.conftest import ROOT
+from tests.training_kit import Recorder
+
+AnyTrainer = Trainer[Any, Any, Any]
+
+
+@pytest.fixture
+def rec(host: plugins.PluginHost) -> Recorder:
+    recorder = Recorder()
+    host.register(recorder, 'rec')
+    return recorder
+
+
+@pytest.fixture
+def run() -> Iterator[Any]:
+    with kit.experiment().create_run(run_id='r') as active:
+        yield active
+
+
+def folder(model: str = 'Model', par_dir: str = '.') -> pathlib.Path:
+    return pathlib.Path(par_dir).resolve() / 'checkpoints' / 'exp' / 'r' / model
+
+
+# --- layout and choice of the checkpoint -------------------------------------------
+
+
+def test_layout_under_the_experiment_par_dir(rec: Recorder) -> None:
+    with Experiment(None, name='exp', par_dir='outputs').create_run(run_id='r'):
+        trainer = kit.trainer(kit.linear(name='net'))
+        trainer.train(2)
+        where = trainer.save_checkpoint()
+    expected = folder('net', 'outputs') / 'epoch_2.pt'
+    assert where == str(expected)
+    assert expected.is_file()
+    assert not pathlib.Path('checkpoints').exists()
+    (event,) = rec.events('on_checkpoint_save')
+    assert (event.model_name, event.epoch, event.action) == ('net', 2, 'save')
+    assert event.location == where
+
+
+@pytest.mark.usefixtures('run')
+def test_latest_is_the_highest_epoch_not_the_newest_file() -> None:
+    trainer = kit.trainer()
+    trainer.train(1)
+    trainer.save_checkpoint()
+    at_one = kit.weights(trainer.model)
+    trainer.train(2)
+    trainer.save_checkpoint()
+    at_three = kit.weights(trainer.model)
+    later = time.time() + 3600
+    os.utime(folder() / 'epoch_1.pt', (later, later))
+    trainer.train(1)
+    trainer.load_checkpoint()
+    assert trainer.model.epoch == 3
+    assert kit.same_weights(kit.weights(trainer.model), at_three)
+    trainer.load_checkpoint(epoch=1)
+    assert trainer.model.epoch == 1
+    assert kit.same_weights(kit.weights(trainer.model), at_one)
+    with pytest.raises(exceptions.CheckpointError, match=r'epoch 2.*\[1, 3\]'):
+        trainer.load_checkpoint(epoch=2)
+
+
+@pytest.mark.usefixtures('run')
+def test_loading_without_a_checkpoint_names_the_location() -> None:
+    trainer = kit.trainer(kit.linear(name='net'))
+    with pytest.raises(exceptions.CheckpointError) as raised:
+        trainer.load_checkpoint()
+    message = str(raised.value)
+    assert "model 'net'" in message and "run 'r'" in message
+    assert "experiment 'exp'" in message
+    with pytest.raises(exceptions.CheckpointError, match=r'epoch 4.*none'):
+        trainer.load_checkpoint(epoch=4)
+
+
+# --- what a checkpoint restores ------------------------------------------------------
+
+
+def _draws(loader: Any) -> tuple[Any, ...]:
+    """Numbers from every global generator, and the loader's next epoch order."""
+    order = [t.tolist() for _, targets in loader for t in targets]
+    return random.random(), float(np.random.rand()), torch.rand(3), order
+
+
+def _full_trainer(model: Model[Any, Any] | None = None) -> AnyTrainer:
+    trainer = kit.trainer(model)
+    trainer.add_validation(DataLoader(kit.regression(16, seed=1), 16))
+    trainer.post_epoch_hooks.register(hooks.EarlyStoppingCallback(patience=50))
+    trainer.post_epoch_hooks.register(
+        hooks.call_every(1, hooks.ReduceLROnPlateau(factor=0.5, patience=0))
+    )
+    return trainer
+
+
+@pytest.mark.usefixtures('run')
+def test_the_state_is_restored(rec: Recorder) -> None:
+    trainer = _full_trainer()
+    trainer.train(2)
+    trainer.update_learning_rate(factor=0.5)
+    trainer.save_checkpoint()
+    weights = kit.weights(trainer.model)
+    optimizer = copy.deepcopy(trainer.optimizer.state_dict())
+    hook_states = copy.deepcopy(trainer.post_epoch_hooks.state_dict())
+    draws = _draws(trainer.loader)
+
+    trainer.train(3)
+    trainer.update_learning_rate(factor=0.1)
+    _draws(trainer.loader)
+    trainer.load_checkpoint()
+
+    assert trainer.model.epoch == 2
+    assert kit.same_weights(kit.weights(trainer.model), weights)
+    restored = trainer.optimizer.state_dict()
+    assert restored['param_groups'] == optimizer['param_groups']
+    for key, moments in optimizer['state'].items():
+        assert set(moments) == {'step', 'exp_avg', 'exp_avg_sq'}
+        for name, value in moments.items():
+            assert torch.equal(restored['state'][key][name], value)
+    assert trainer.lr_factor == 0.5
+    assert trainer.post_epoch_hooks.state_dict() == hook_states
+    assert hook_states[0]['monitor']['history']  # the counters were not empty
+    again = _draws(trainer.loader)
+    assert again[:2] == draws[:2]
+    assert torch.equal(again[2], draws[2])
+    assert again[3] == draws[3]
+    (event,) = rec.events('on_checkpoint_load')
+    assert (event.model_name, event.epoch, event.action) == ('Model', 2, 'load')
+
+
+@pytest.mark.usefixtures('run')
+def test_continuing_from_a_checkpoint_is_exact_in_process() -> None:
+    trainer = _full_trainer()
+    trainer.train(2)
+    trainer.save_checkpoint()
+    trainer.train(2)
+    straight = kit.weights(trainer.model)
+
+    trainer.load_checkpoint()
+    trainer.train(2)
+    assert kit.same_weights(kit.weights(trainer.model), straight)
+
+    registering.unregister_model(trainer.model)
+    fresh = _full_trainer(kit.linear(seed=123))  # a new Model of the same name
+    assert fresh.model.name == 'Model'
+    fresh.load_checkpoint(epoch=2)
+    fresh.train(2)
+    assert kit.same_weights(kit.weights(fresh.model), straight)
+
+
+def test_rng_states_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_numpy = rng.get_states()
+    np.random.rand(5)
+    rng.set_states(with_numpy)
+    first = np.random.rand()
+    rng.set_states(with_numpy)
+    assert np.random.rand() == first
+    monkeypatch.setattr(rng, '_numpy', lambda: None)
+    states = rng.get_states()
+    assert set(states) == {'python', 'torch'}
+    expected = random.random(), torch.rand(2)
+    rng.set_states(states)
+    assert random.random() == expected[0]
+    assert torch.equal(torch.rand(2), expected[1])
+
+
+SCRIPT = """
+import json
+import random
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils import data
+
+from drytorch import DataLoader, Experiment, LearningSchema, Loss, Model, Trainer
+from drytorch.lib import hooks, schedulers
+
+torch.manual_seed(0)
+random.seed(0)
+np.random.seed(0)
+X = torch.randn(40, 4)
+Y = X.sum(1, keepdim=True)
+
+
+class Noisy(data.Dataset):
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        return X[i] + 0.01 * random.random() + 0.01 * float(np.random.rand()), Y[i]
+
+
+def mse(outputs, targets):
+    return ((outputs - targets) ** 2).mean()
+
+
+experiment = Experiment(None, name=NAME)
+with experiment.create_run(run_id=RUN, resume=MODE == 'resume'):
+    module = nn.Sequential(
+        nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1)
+    )
+    model = Model(module, device='cpu')
+    schedule = schedulers.ExponentialScheduler(0.9)
+    trainer = Trainer(
+        model,
+        loader=DataLoader(Noisy(), 8),
+        loss=Loss(mse, 'MSE'),
+        learning_schema=LearningSchema.adam(lr=1e-2, scheduler=schedule),
+    )
+    trainer.add_validation(DataLoader(Noisy(), 16))
+    trainer.post_epoch_hooks.register(hooks.ReduceLROnPlateau(factor=0.5, patience=0))
+    trainer.post_epoch_hooks.register(hooks.EarlyStoppingCallback(patience=50))
+    if MODE == 'resume':
+        trainer.load_checkpoint()
+        assert model.epoch == 2
+    trainer.train_until(2 if MODE == 'first' else 4)
+    if MODE == 'first':
+        trainer.save_checkpoint()
+    else:
+        torch.save(model.module.state_dict(), OUT + '.pt')
+        summary = {
+            'epoch': model.epoch,
+            'factor': trainer.lr_factor,
+            'rates': [group['lr'] for group in trainer.optimizer.param_groups],
+            'train': trainer.computed_metrics,
+            'validation': trainer.validation.computed_metrics,
+            'hooks': repr(trainer.post_epoch_hooks.state_dict()),
+        }
+        with open(OUT + '.json', 'w') as file:
+            json.dump(summary, file)
+"""
+
+
+def _process(mode: str, name: str, run_id: str, out: str = '') -> subprocess.Popen[str]:
+    head = f'MODE = {mode!r}\nNAME = {name!r}\nRUN = {run_id!r}\nOUT = {out!r}\n'
+    env = dict(
+        os.environ,
+        DRYTORCH_INIT_MODE='none',
+        PYTHONPATH=str(ROOT / 'src'),
+        OMP_NUM_THREADS='1',
+    )
+    return subprocess.Popen(
+        [sys.executable, '-c', head + SCRIPT],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(process: subprocess.Popen[str]) -> None:
+    try:
+        output, _ = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    assert process.returncode == 0, output
+
+
+def test_a_resumed_process_continues_exactly(tmp_path: pathlib.Path) -> None:
+    reference = _process('reference', 'reference', 'ref', str(tmp_path / 'ref'))
+    first = _process('first', 'cont', 'r')
+    _finish(first)
+    assert (pathlib.Path('checkpoints/cont/r/Model/epoch_2.pt')).is_file()
+    resumed = _process('resume', 'cont', 'r', str(tmp_path / 'resumed'))
+    _finish(resumed)
+    _finish(reference)
+    expected = torch.load(tmp_path / 'ref.pt', weights_only=True)
+    continued = torch.load(tmp_path / 'resumed.pt', weights_only=True)
+    assert kit.same_weights(continued, expected)
+    summaries = [(tmp_path / f'{n}.json').read_text() for n in ('ref', 'resumed')]
+    assert summaries[0] == summaries[1]
+    assert '"epoch": 4' in summaries[0]
+
+
+# --- failures ----------------------------------------------------------------------
+
+
+class Fragile:
+    """A stateful hook whose state stops being picklable on request."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def __call__(self, trainer: AnyTrainer) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {'fn': (lambda: 0) if self.broken else 0}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+@pytest.mark.usefixtures('run')
+def test_a_failed_save_keeps_the_last_good_checkpoint() -> None:
+    trainer = kit.trainer()
+    fragile = Fragile()
+    trainer.post_epoch_hooks.register(fragile)
+    trainer.train(1)
+    good = pathlib.Path(trainer.save_checkpoint())
+    content = good.read_bytes()
+    saved = kit.weights(trainer.model)
+
+    fragile.broken = True  # the same file again, failing halfway through pickling
+    with torch.no_grad():
+        trainer.model.module.weight.zero_()
+    with pytest.raises(exceptions.CheckpointError, match='epoch 1 failed') as failed:
+        trainer.save_checkpoint()
+    assert isinstance(
+        failed.value.__cause__, pickle.PicklingError | AttributeError | TypeError
+    )
+    assert good.read_bytes() == content
+    assert [p.name for p in good.parent.iterdir()] == ['epoch_1.pt']
+
+    fragile.broken = False
+    trainer.train(1)
+    (good.parent / 'epoch_2.pt').mkdir()  # the final name is taken by a folder
+    with pytest.raises(exceptions.CheckpointError, match='epoch 2 failed') as failed:
+        trainer.save_checkpoint()
+    assert isinstance(failed.value.__cause__, OSError)
+    assert sorted(p.name for p in good.parent.iterdir()) == ['epoch_1.pt', 'epoch_2.pt']
+    assert good.read_bytes() == content
+    trainer.load_checkpoint()  # the folder is not a checkpoint
+    assert trainer.model.epoch == 1
+    assert kit.same_weights(kit.weights(trainer.model), saved)
+
+
+class Payload:
+    """Touches ``marker`` when unpickled."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return exec, (f'import pathlib; pathlib.Path({self.marker!r}).touch()',)
+
+
+@pytest.mark.usefixtures('run')
+def test_a_checkpoint_carrying_code_is_refused_unrun(tmp_path: pathlib.Path) -> None:
+    marker = tmp_path / 'pwned'
+    pickle.loads(pickle.dumps(Payload(marker)))  # the payload is live
+    assert marker.exists()
+    marker.unlink()
+
+    trainer = kit.trainer()
+    trainer.train(1)
+    trainer.save_checkpoint()
+    trainer.train(1)
+    before = kit.weights(trainer.model)
+    evil = folder() / 'epoch_5.pt'
+    torch.save({'format': 1, 'epoch': 5, 'model': Payload(marker)}, evil)
+    with pytest.raises(exceptions.CheckpointError, match='cannot be loaded safely'):
+        trainer.load_checkpoint()
+    assert not marker.exists()
+    assert evil.exists()
+    assert trainer.model.epoch == 2
+    assert kit.same_weights(kit.weights(trainer.model), before)
+    trainer.load_checkpoint(epoch=1)
+    assert trainer.model.epoch == 1
+
+
+def _two_layers(out: int) -> nn.Module:
+    torch.manual_seed(out)
+    return nn.Sequential(nn.Linear(3, 4), nn.Linear(4, out))
+
+
+@pytest.mark.usefixtures('run')
+def test_a_checkpoint_of_another_shape_is_refused_untouched() -> None:
+    small = kit.trainer(Model(_two_layers(1), name='net', device='cpu'))
+    small.train(1)
+    small.save_checkpoint()
+    registering.unregister_model(small.model)
+
+    wide = Trainer(
+        Model(_two_layers(2), name='net', device='cpu'),
+        loader=DataLoader(kit.regression(16), 8),
+        loss=kit.mse(),
+        learning_schema=small.learning_schema,
+    )
+    before = kit.weights(wide.model)
+    with pytest.raises(exceptions.CheckpointError, match='does not fit') as raised:
+        wide.load_checkpoint()
+    assert '1.weight' in str(raised.value)
+    assert kit.same_weights(kit.weights(wide.model), before)  # nothing half-loaded
+    assert wide.model.epoch == 0
+
+
+@pytest.mark.usefixtures('run')
+def test_other_hooks_or_format_are_refused_untouched() -> None:
+    trainer = kit.trainer()
+    trainer.post_epoch_hooks.register(hooks.EarlyStoppingCallback())
+    trainer.train(1)
+    trainer.save_checkpoint()
+    registering.unregister_model(trainer.model)
+
+    bare = kit.trainer(kit.linear(seed=5))
+    before = kit.weights(bare.model)
+    with pytest.raises(exceptions.CheckpointError, match='1 hooks, but 0'):
+        bare.load_checkpoint()
+    assert kit.same_weights(kit.weights(bare.model), before)
+    assert bare.model.epoch == 0
+
+    torch.save({'format': 99}, folder() / 'epoch_9.pt')
+    with pytest.raises(exceptions.CheckpointError, match='format 99'):
+        bare.load_checkpoint()
+
+
+class MemoryBackend:
+    """A third-party storage backend keeping checkpoints in memory."""
+
+    def __init__(self) -> None:
+        self.store: dict[tuple[checkpointing.CheckpointLocation, int], bytes] = {}
+
+    @hookimpl
+    def save_checkpoint(
+        self,
+        location: checkpointing.CheckpointLocation,
+        epoch: int,
+        state: Mapping[str, Any],
+    ) -> str:
+        buffer = io.BytesIO()
+        torch.save(dict(state), buffer)
+        self.store[location, epoch] = buffer.getvalue()
+        return f'memory://{location.run_id}/{location.model_name}/{epoch}'
+
+    @hookimpl
+    def load_checkpoint(
+        self, location: checkpointing.CheckpointLocation, epoch: int
+    ) -> dict[str, Any] | None:
+        content = self.store.get((location, epoch))
+        if content is None:
+            return None
+        state: dict[str, Any] = torch.load(io.BytesIO(content), weights_only=True)
+        return state
+
+    @hookimpl
+    def list_checkpoints(self, location: checkpointing.CheckpointLocation) -> list[int]:
+        return [epoch for where, epoch in self.store if where == location]
+
+
+@pytest.mark.usefixtures('run')
+def test_a_storage_plugin_takes_over(host: plugins.PluginHost, rec: Recorder) -> None:
+    backend = MemoryBackend()
+    host.register(backend, 'memory')
+    trainer = kit.trainer()
+    trainer.train(2)
+    assert trainer.save_checkpoint() == 'memory://r/Model/2'
+    saved = kit.weights(trainer.model)
+    trainer.train(1)
+    trainer.load_checkpoint()
+    assert trainer.model.epoch == 2
+    assert kit.same_weights(kit.weights(trainer.model), saved)
+    assert not pathlib.Path('checkpoints').exists()  # no local file
+    assert [key[1] for key in backend.store] == [2]
+    assert rec.events('on_checkpoint_save')[0].location == 'memory://r/Model/2'
