@@ -53,3 +53,20 @@ def test_readme_starts_with_the_two_commands_ci_runs() -> None:
     ci = (ROOT / '.ci' / 'run').read_text(encoding='utf-8')
     assert tests in ci.splitlines()
     assert 'torch==2.13.0' in ci.split(tests)[0]
+
+
+def test_training_guide_example_runs(tmp_path: pathlib.Path) -> None:
+    guide = (ROOT / 'docs' / 'training.md').read_text(encoding='utf-8')
+    code = re.search(r'```python\n(.*?)```', guide, re.DOTALL).group(1)
+    code += '\nprint("epochs", model.epoch, "metrics", trainer.computed_metrics)\n'
+    done = subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 'Running experiment: demo.' in done.stderr
+    assert 'epochs' in done.stdout
+    assert list((pathlib.Path.cwd() / 'checkpoints' / 'demo').rglob('epoch_*.pt'))
