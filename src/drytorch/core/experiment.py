@@ -240,6 +240,9 @@ class Run(Generic[ConfigT]):
     Attributes:
         experiment: the experiment it executes.
         id: its id, unique within the experiment.
+        summary: plain data that plugins keep about the run (the last
+            metrics, for instance); saved in the record's ``[summary]`` table
+            when the run stops, and found there again when it is resumed.
     """
 
     def __init__(
@@ -253,6 +256,7 @@ class Run(Generic[ConfigT]):
         self.experiment = experiment
         self.id = run_id
         self.model_names: set[str] = set()
+        self.summary: dict[str, Any] = dict(record.get('summary', {}))
         self._record = record
         self._recorded = recorded
         self._lock = experiment.registry.lock(experiment.key, run_id)
@@ -358,6 +362,8 @@ class Run(Generic[ConfigT]):
                 self._finalizer.detach()
             self._record.update(status=status, stopped_at=stopped)
             self._record['sessions'][-1].update(status=status, stopped_at=stopped)
+            if self.summary:
+                self._record['summary'] = self.summary
             if message is not None:
                 self._record['error'] = message
             if reason:

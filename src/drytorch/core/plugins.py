@@ -41,6 +41,7 @@ BUILTIN_PLUGINS = (
     'drytorch.validators.config',
     'drytorch.validators.modules',
     'drytorch.trackers.defaults',
+    'drytorch.trackers.summary',
     'drytorch.storage.local',
 )
 TRACKING_HOOKS = frozenset(
