@@ -58,7 +58,7 @@ def test_runs_lists_every_run_with_status() -> None:
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ['EXPERIMENT', 'RUN', 'STATUS']
     assert len(lines) == 3 and all(line.startswith('first') for line in lines[1:])
-    assert 'baseline' in table.stdout
+    assert lines[0].split()[-2:] == ['LAST', 'METRICS']
 
 
 def test_runs_shows_a_killed_run_as_crashed(tmp_path: pathlib.Path) -> None:
@@ -106,3 +106,65 @@ def test_plugins_lists_builtins_with_their_hooks() -> None:
 
 def test_bad_usage_exits_non_zero() -> None:
     assert drytorch('nonsense').returncode == 2
+
+
+def _trained(
+    name: str, lr: float, run_id: str, trackers: tuple[object, ...] = ()
+) -> None:
+    from tests import training_kit as kit
+
+    experiment = Experiment(Config(lr=lr), name=name)
+    experiment.trackers.subscribe(*trackers)
+    with experiment.create_run(run_id=run_id):
+        trainer = kit.trainer(schema=kit.LearningSchema.sgd(lr=lr))
+        trainer.train(2)
+        trainer.save_checkpoint()
+
+
+def test_runs_show_last_metrics() -> None:
+    _trained('exp', 0.1, 'a')
+    row = drytorch('runs').stdout.splitlines()[1]
+    assert 'Model/Trainer MSE=' in row
+    (record,) = json.loads(drytorch('runs', '--json').stdout)
+    trainer = record['summary']['metrics']['Model']['Trainer']
+    assert trainer['epoch'] == 2 and trainer['MSE'] > 0
+
+
+def test_show_prints_config_environment_metrics_and_outputs() -> None:
+    _trained('exp', 0.1, 'a')
+    done = drytorch('show', 'a')
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert text.startswith('Run a of experiment exp: completed')
+    for section in ('Config', 'Environment', 'Last metrics', 'Outputs'):
+        assert f'\n{section}\n' in text
+    assert 'lr = 0.1' in text and 'torch = ' in text and 'MSE = ' in text
+    assert 'checkpoints' in text
+    shown = json.loads(drytorch('show', 'a', '--json').stdout)
+    assert pathlib.Path(shown['outputs']['checkpoints']).is_dir()
+    assert pathlib.Path(shown['outputs']['record']).is_file()
+
+
+def test_show_unknown_or_ambiguous_runs_fail_clearly() -> None:
+    missing = drytorch('show', 'nope')
+    assert missing.returncode == 1 and "No run 'nope'" in missing.stderr
+    Experiment(Config(), name='one').create_run(run_id='same')
+    Experiment(Config(), name='two').create_run(run_id='same')
+    ambiguous = drytorch('show', 'same')
+    assert ambiguous.returncode == 1 and '--experiment' in ambiguous.stderr
+    assert drytorch('show', 'same', '--experiment', 'two').returncode == 0
+
+
+def test_compare_shows_config_and_metric_differences() -> None:
+    _trained('exp', 0.1, 'slow')
+    _trained('exp', 0.01, 'fast')
+    done = drytorch('compare', 'slow', 'fast')
+    assert done.returncode == 0, done.stderr
+    config_row = next(
+        line for line in done.stdout.splitlines() if line.startswith('lr')
+    )
+    assert config_row.split() == ['lr', '0.1', '0.01']
+    assert 'Model.Trainer.MSE' in done.stdout
+    diff = json.loads(drytorch('compare', 'slow', 'fast', '--json').stdout)
+    assert diff['config'] == {'lr': [0.1, 0.01]}
+    assert 'Model.Trainer.epoch' not in diff['metrics']  # both at epoch 2

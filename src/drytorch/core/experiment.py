@@ -8,6 +8,7 @@ recorded runs. A ``Run`` is one execution of it, recorded in the registry.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import pathlib
@@ -335,7 +336,13 @@ class Run(Generic[ConfigT]):
             timestamp=started,
         )
         host.broadcast('on_run_start', event)
+        self._save_summary()  # where trackers write, known even if the run crashes
         return self
+
+    def _save_summary(self) -> None:
+        if self.summary and self.summary != self._record.get('summary'):
+            self._record['summary'] = copy.deepcopy(self.summary)
+            self.experiment.registry.write(self.experiment.key, self._record)
 
     def stop(self, error: BaseException | None = None, *, reason: str = '') -> None:
         """Stop the run and finalise its record; do nothing if it is not active.
@@ -363,7 +370,7 @@ class Run(Generic[ConfigT]):
             self._record.update(status=status, stopped_at=stopped)
             self._record['sessions'][-1].update(status=status, stopped_at=stopped)
             if self.summary:
-                self._record['summary'] = self.summary
+                self._record['summary'] = copy.deepcopy(self.summary)
             if message is not None:
                 self._record['error'] = message
             if reason:

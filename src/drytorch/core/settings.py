@@ -24,7 +24,7 @@ from drytorch.core import exceptions
 
 __all__ = ['ENV_VARS', 'INIT_MODES', 'Settings', 'find_pyproject', 'get_settings']
 
-INIT_MODES = ('standard', 'minimal', 'none')
+INIT_MODES = ('standard', 'minimal', 'hydra', 'none')
 
 ENV_VARS = {
     'init_mode': 'DRYTORCH_INIT_MODE',
@@ -32,6 +32,7 @@ ENV_VARS = {
     'disable_plugins': 'DRYTORCH_DISABLE_PLUGINS',
     'strict_plugins': 'DRYTORCH_STRICT_PLUGINS',
     'par_dir': 'DRYTORCH_PAR_DIR',
+    'trackers': 'DRYTORCH_TRACKERS',
 }
 _TRUE = {'1', 'true', 'yes', 'on'}
 _FALSE = {'0', 'false', 'no', 'off', ''}
@@ -47,6 +48,8 @@ class Settings:
         disable_plugins: names of plugins that must not be loaded.
         strict_plugins: re-raise plugin import errors instead of skipping.
         par_dir: the default output folder of experiments.
+        trackers: names of trackers added to the defaults of the init mode
+            (offered by plugins through ``tracker_types``).
         plugin_tables: ``[tool.drytorch.<name>]`` tables, owned by plugins.
         source: the pyproject.toml the settings came from, if any.
     """
@@ -58,6 +61,7 @@ class Settings:
     disable_plugins: frozenset[str] = frozenset()
     strict_plugins: bool = False
     par_dir: pathlib.Path = pathlib.Path('.')
+    trackers: tuple[str, ...] = ()
     plugin_tables: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
@@ -138,14 +142,12 @@ def _convert(key: str, value: Any, base: pathlib.Path, origin: str) -> Any:
                 f'{origin}: init_mode {value!r} is unknown; use one of {INIT_MODES}.'
             )
         return value
-    if key == 'disable_plugins':
+    if key in ('disable_plugins', 'trackers'):
         if isinstance(value, str):
             value = [name.strip() for name in value.split(',') if name.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise exceptions.SettingsError(
-                f'{origin}: disable_plugins must be a list of plugin names.'
-            )
-        return frozenset(value)
+            raise exceptions.SettingsError(f'{origin}: {key} must be a list of names.')
+        return frozenset(value) if key == 'disable_plugins' else tuple(value)
     if key == 'strict_plugins':
         if isinstance(value, bool):
             return value

@@ -8,6 +8,7 @@ it implements every tracking hook and hands each event to ``notify``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Self
 
@@ -26,6 +27,7 @@ __all__ = [
     'init_trackers',
     'remove_all_default_trackers',
     'reset_default_trackers',
+    'trackers_by_name',
 ]
 
 INIT_MODES = settings.INIT_MODES
@@ -263,8 +265,9 @@ def init_trackers(mode: str = 'standard') -> None:
     """Set the default trackers of new experiments from an init mode.
 
     Args:
-        mode: ``standard`` (logging of run, epochs and metrics), ``minimal``
-            (the run-start line only), or ``none``.
+        mode: ``standard`` (logging, progress bars, metadata files),
+            ``minimal`` (the run line and one bar over the epochs), ``hydra``
+            (standard, logging through Hydra's root logger) or ``none``.
 
     Raises:
         SettingsError: the mode is unknown.
@@ -307,11 +310,50 @@ def reset_default_trackers() -> None:
 
 
 def default_trackers() -> list[Any]:
-    """Return the default trackers, initialised from the settings on first use."""
+    """Return the default trackers, initialised from the settings on first use.
+
+    The settings' ``trackers`` names are added to the init mode's trackers.
+    """
     if _defaults is None:
-        init_trackers(settings.get_settings().init_mode)
+        config = settings.get_settings()
+        init_trackers(config.init_mode)
+        extend_default_trackers(trackers_by_name(config.trackers))
     assert _defaults is not None
     return list(_defaults)
+
+
+def trackers_by_name(names: Iterable[str]) -> list[Any]:
+    """Build trackers from the names plugins offer through ``tracker_types``.
+
+    A tracker whose optional dependency is missing is skipped with a warning.
+
+    Raises:
+        SettingsError: a name is offered by no plugin.
+    """
+    names = list(names)
+    if not names:
+        return []
+    from drytorch.core.plugins import get_host
+
+    offered: dict[str, Any] = {}
+    for types in get_host().hook.tracker_types():
+        offered.update(types)
+    built = []
+    for name in names:
+        if name not in offered:
+            raise exceptions.SettingsError(
+                f'No plugin offers a tracker named {name!r}; available: '
+                f'{", ".join(sorted(offered))}.'
+            )
+        try:
+            built.append(offered[name]())
+        except (ImportError, exceptions.DryTorchError) as err:
+            warnings.warn(
+                f'Tracker {name} is unavailable and was skipped: {err}',
+                exceptions.DryTorchWarning,
+                stacklevel=2,
+            )
+    return built
 
 
 def _name_of(tracker: Any) -> str:

@@ -15,7 +15,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Protocol
 
-from drytorch.core import exceptions, log_events, tracking
+from drytorch.core import exceptions, log_events, scope, tracking
 
 __all__ = ['Dumper', 'MetricHistory', 'MetricLoader', 'RunInfo']
 
@@ -117,6 +117,14 @@ class Dumper(tracking.Tracker):
         self._run = RunInfo(
             event.experiment_name, event.run_id, event.par_dir, event.resumed
         )
+        active = scope.active_run()
+        if active is not None:  # `drytorch show` lists where each tracker wrote
+            outputs = active.summary.setdefault('outputs', {})
+            outputs[self.name] = str(self.output_location())
+
+    def output_location(self) -> pathlib.Path:
+        """Where this tracker writes the active run's output (for people)."""
+        return self.folder(self.run.experiment_name, self.run.run_id)
 
     @notify.register
     def _(self, event: log_events.RunStopEvent) -> None:

@@ -1,28 +1,93 @@
-"""The built-in tracker plugin: which trackers each init mode starts with."""
+"""The built-in tracker plugin: the trackers of each init mode, and trackers by name.
+
+Every tracker module is imported only when a tracker of it is built. A default
+tracker whose optional dependency is missing is skipped with one warning: a
+missing extra never stops a run.
+"""
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+from drytorch.core import exceptions
 from drytorch.core.tracking import Tracker
 from drytorch.hookspecs._markers import hookimpl
+
+_TYPES = {
+    'BuiltinLogger': 'drytorch.trackers.logging',
+    'TqdmLogger': 'drytorch.trackers.tqdm',
+    'CSVDumper': 'drytorch.trackers.csv',
+    'TomlDumper': 'drytorch.trackers.toml',
+    'SQLiteTracker': 'drytorch.trackers.sqlite',
+    'PlotTracker': 'drytorch.trackers.plot',
+}
+
+
+def _factory(name: str) -> Callable[..., Tracker]:
+    def build(*args: Any, **kwargs: Any) -> Tracker:
+        cls = getattr(importlib.import_module(_TYPES[name]), name)
+        tracker: Tracker = cls(*args, **kwargs)
+        return tracker
+
+    build.__name__ = build.__qualname__ = name
+    return build
+
+
+def _build(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[Tracker]:
+    built = []
+    for name, kwargs in specs:
+        try:
+            built.append(_factory(name)(**kwargs))
+        except (ImportError, exceptions.DryTorchError) as err:
+            warnings.warn(
+                f'Default tracker {name} is unavailable and was skipped: {err}',
+                exceptions.DryTorchWarning,
+                stacklevel=2,
+            )
+    return built
 
 
 @hookimpl
 def default_trackers(mode: str) -> Sequence[Tracker]:
-    """Log metrics in ``standard``, the run line in ``minimal``, nothing in ``none``."""
-    from drytorch.trackers import logging
+    """Return the trackers of ``mode``.
+
+    ``standard``: logging of runs, epochs and metrics, a progress bar per
+    epoch, metadata files. ``minimal``: the run line and one bar over the
+    epochs. ``hydra``: like standard, logging through the root logger that
+    Hydra configures. ``none``: nothing.
+    """
+    from drytorch.trackers.logging import METRICS, RUN
 
     if mode == 'standard':
-        return [logging.BuiltinLogger(level=logging.METRICS)]
+        return _build(
+            [
+                ('BuiltinLogger', {'level': METRICS}),
+                ('TqdmLogger', {}),
+                ('TomlDumper', {}),
+            ]
+        )
     if mode == 'minimal':
-        return [logging.BuiltinLogger(level=logging.RUN)]
+        return _build(
+            [
+                ('BuiltinLogger', {'level': RUN}),
+                ('TqdmLogger', {'enable_training_bar': True, 'epoch_bars': False}),
+            ]
+        )
+    if mode == 'hydra':
+        return _build(
+            [
+                ('BuiltinLogger', {'level': METRICS, 'hydra': True}),
+                ('TqdmLogger', {}),
+                ('TomlDumper', {}),
+            ]
+        )
     return []
 
 
 @hookimpl
 def tracker_types() -> Mapping[str, Callable[[], Tracker]]:
-    """Offer the built-in trackers by name."""
-    from drytorch.trackers import logging
-
-    return {'BuiltinLogger': logging.BuiltinLogger}
+    """Offer the built-in trackers by class name."""
+    return {name: _factory(name) for name in _TYPES}

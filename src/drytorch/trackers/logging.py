@@ -9,7 +9,15 @@ from typing import TextIO
 
 from drytorch.core import log_events, tracking
 
-__all__ = ['DETAIL', 'LOGGER_NAME', 'METRICS', 'RUN', 'BuiltinLogger', 'get_logger']
+__all__ = [
+    'DETAIL',
+    'LOGGER_NAME',
+    'METRICS',
+    'RUN',
+    'BuiltinLogger',
+    'get_logger',
+    'use_hydra_logging',
+]
 
 LOGGER_NAME = 'drytorch'
 DETAIL = 15
@@ -18,6 +26,8 @@ METRICS = 21
 """Epoch headers and metrics (training library): the default verbosity."""
 RUN = 25
 """The run-start line: shown in every init mode that logs."""
+
+_FORMATTER = logging.Formatter('[%(asctime)s] - %(message)s', '%Y-%m-%d %H:%M:%S')
 
 logging.addLevelName(DETAIL, 'DETAIL')
 logging.addLevelName(METRICS, 'METRICS')
@@ -46,14 +56,32 @@ def get_logger() -> logging.Logger:
     logger = logging.getLogger(LOGGER_NAME)
     if not logger.handlers:
         handler = _CurrentStderrHandler()
-        handler.setFormatter(
-            logging.Formatter('[%(asctime)s] - %(message)s', '%Y-%m-%d %H:%M:%S')
-        )
+        handler.setFormatter(_FORMATTER)
         logger.addHandler(handler)
         logger.propagate = False
     if logger.level == logging.NOTSET:
         logger.setLevel(DETAIL)
     return logger
+
+
+def use_hydra_logging() -> None:
+    """Send DRYTorch's log records to the root logger, as Hydra expects.
+
+    Hydra configures the root logger (its console handler on stdout and the
+    job's log file), so records must propagate there instead of going to a
+    handler of DRYTorch's own. Without a configured root logger, the records
+    go to stdout.
+    """
+    logger = get_logger()
+    for handler in list(logger.handlers):
+        if isinstance(handler, _CurrentStderrHandler):
+            logger.removeHandler(handler)
+    if logging.getLogger().handlers:
+        logger.propagate = True
+    elif not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(_FORMATTER)
+        logger.addHandler(handler)
 
 
 class BuiltinLogger(tracking.Tracker):
@@ -63,12 +91,16 @@ class BuiltinLogger(tracking.Tracker):
         level: the least important level shown: ``RUN`` shows the run-start
             line only, ``METRICS`` (the default) adds epochs and metrics,
             ``DETAIL`` adds model registration and run stop.
+        hydra: log through the root logger that Hydra configures (stdout and
+            the job's log file) instead of DRYTorch's own stderr handler.
     """
 
-    def __init__(self, level: int = METRICS) -> None:
+    def __init__(self, level: int = METRICS, *, hydra: bool = False) -> None:
         super().__init__()
         self.level = level
         self._logger = get_logger()
+        if hydra:
+            use_hydra_logging()
 
     def log(self, level: int, message: str, *args: object) -> None:
         """Log ``message`` if ``level`` is shown at this tracker's verbosity."""

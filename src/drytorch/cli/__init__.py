@@ -1,0 +1,93 @@
+"""The ``drytorch`` command.
+
+    drytorch runs [--experiment NAME] [--json]   recorded runs, with last metrics
+    drytorch show RUN [--json]                   config, environment, metrics, outputs
+    drytorch compare RUN RUN [--json]            config and final-metric differences
+    drytorch plot RUN [--metric M] [--out FILE]  learning curves from CSV or SQLite
+    drytorch plugins [--json]                    plugins, their origin and hooks
+
+RUN is a run id; add ``--experiment NAME`` when two experiments share it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from drytorch.core import exceptions
+
+__all__ = ['main']
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('always')
+            warnings.showwarning = _show_warning
+            result: int = args.handler(args)
+            return result
+    except exceptions.DryTorchError as err:
+        print(f'drytorch: error: {err}', file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from drytorch.cli import plugins, runs
+
+    parser = argparse.ArgumentParser(
+        prog='drytorch', description='Inspect DRYTorch runs and plugins.'
+    )
+    commands = parser.add_subparsers(required=True, metavar='COMMAND')
+
+    def command(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def registry_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument('--experiment', '-e', help='only experiments so named')
+        sub.add_argument('--registry', type=pathlib.Path, help='registry folder')
+
+    listing = command('runs', 'list recorded runs', runs.list_runs)
+    registry_options(listing)
+    listing.add_argument('--json', action='store_true', help='print JSON')
+
+    show = command('show', 'show one run', runs.show)
+    show.add_argument('run', metavar='RUN')
+    registry_options(show)
+    show.add_argument('--json', action='store_true', help='print JSON')
+
+    compare = command('compare', 'compare two runs', runs.compare)
+    compare.add_argument('runs', metavar='RUN', nargs=2)
+    registry_options(compare)
+    compare.add_argument('--json', action='store_true', help='print JSON')
+
+    plot = command('plot', 'plot the learning curves of a run', runs.plot)
+    plot.add_argument('run', metavar='RUN')
+    registry_options(plot)
+    plot.add_argument('--metric', '-m', help='only this metric')
+    plot.add_argument('--out', '-o', type=pathlib.Path, help='PNG file to write')
+
+    found = command('plugins', 'list registered plugins', plugins.list_plugins)
+    found.add_argument('--json', action='store_true', help='print JSON')
+    return parser
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    print(f'drytorch: warning: {message}', file=sys.stderr)

@@ -1,0 +1,32 @@
+"""Plain-text output of the ``drytorch`` command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ['flatten', 'print_json', 'print_table']
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Print rows as left-aligned columns; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = zip(row, widths, strict=True)
+        print('  '.join(cell.ljust(width) for cell, width in cells).rstrip())
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON."""
+    print(json.dumps(data, indent=2, default=str))
+
+
+def flatten(data: Any, prefix: str = '') -> dict[str, Any]:
+    """Return nested mappings as ``{'a.b.c': leaf}``."""
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f'{prefix}.{key}' if prefix else str(key)))
+        return out
+    return {prefix: data}

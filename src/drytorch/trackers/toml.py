@@ -1,0 +1,216 @@
+"""``TomlDumper``: a run's configuration, models and runners as TOML files.
+
+Layout, under ``<par_dir>/metadata/<experiment>/<run id>/``::
+
+    config.toml                   the experiment's configuration
+    <model>/architecture.toml     model name, parameter count, printed module
+    <model>/<runner>.toml         what the runner is: loader, objective, ...
+
+Metadata documents a run; it must never cost one. Files are replaced
+atomically, so a reader never sees half a file, and a description that differs
+from the one on disk (a resumed run whose runner changed) moves the old one to
+``<name>.<n>.toml`` instead of clobbering it. A folder that cannot be written
+gives one warning per run, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+import pathlib
+import re
+import secrets
+import tomllib
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import tomli_w
+
+from drytorch.core import exceptions, log_events, scope, snapshot
+from drytorch.trackers import base
+
+__all__ = ['TomlDumper', 'file_name']
+
+CONFIG_FILE = 'config.toml'
+ARCHITECTURE = 'architecture'
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+_DEVICES = {'CON', 'PRN', 'AUX', 'NUL'} | {
+    f'{port}{n}' for port in ('COM', 'LPT') for n in range(1, 10)
+}
+_MAX_NAME = 100
+
+
+def file_name(name: str, *, reserved: tuple[str, ...] = ()) -> str:
+    """Return ``name`` made safe as a file name on common file systems.
+
+    Runner names are free text, and a name that is fine on Linux (``a:b``,
+    ``CON``) breaks the copy of the folder on Windows; ``reserved`` names
+    (compared case-insensitively) get a trailing ``_`` so that no runner can
+    overwrite a file of the layout.
+    """
+    clean = _UNSAFE.sub('_', name).strip(' .')[:_MAX_NAME].strip(' .') or '_'
+    if clean.split('.')[0].upper() in _DEVICES:
+        clean = f'_{clean}'
+    if clean.lower() in {word.lower() for word in reserved}:
+        clean = f'{clean}_'
+    return clean
+
+
+class TomlDumper(base.Dumper):
+    """Writes the metadata of each run: configuration, models and runners.
+
+    Args:
+        par_dir: the folder to write in; defaults to the experiment's.
+    """
+
+    kind = 'metadata'
+
+    def __init__(self, par_dir: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(par_dir)
+        self._warned = False
+
+    @functools.singledispatchmethod
+    def notify(self, event: object) -> None:
+        """Write the metadata an event carries; ignore other events."""
+        super().notify(event)
+
+    @notify.register
+    def _(self, event: log_events.RunStartEvent) -> None:
+        super().notify(event)
+        self._warned = False
+        self._write(CONFIG_FILE, None, snapshot.to_toml(event.config))
+
+    @notify.register
+    def _(self, event: log_events.RunStopEvent) -> None:
+        super().notify(event)
+        self._warned = False
+
+    @notify.register
+    def _(self, event: log_events.ModelRegisterEvent) -> None:
+        data = {
+            'model': event.model_name,
+            'n_parameters': event.n_parameters,
+            'architecture': event.architecture,
+        }
+        self._write(f'{ARCHITECTURE}.toml', event.model_name, data)
+
+    @notify.register
+    def _(self, event: log_events.ActorRegisterEvent) -> None:
+        stem = file_name(event.actor_name, reserved=(ARCHITECTURE,))
+        self._write(f'{stem}.toml', event.model_name, _plain(event.description))
+
+    def _write(self, name: str, model: str | None, data: Mapping[str, Any]) -> None:
+        """Write ``data`` to ``name`` (in the model's folder if given).
+
+        A tracker subscribed while a run is active missed its start: it adopts
+        the active run, and writes its configuration too.
+        """
+        if self._run is None and not self._adopt_active_run():
+            return
+        folder = self.folder(self.run.experiment_name, self.run.run_id)
+        if model is not None:
+            folder /= file_name(model, reserved=(CONFIG_FILE,))
+        path = folder / name
+        try:
+            _write_kept(path, data)
+        except OSError as err:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f'{self.name} could not write the run metadata to {path}: '
+                    f'{err}. The run goes on without it.',
+                    exceptions.DryTorchWarning,
+                    stacklevel=2,
+                )
+
+    def _adopt_active_run(self) -> bool:
+        run = scope.active_run()
+        if run is None:
+            return False
+        exp = run.experiment
+        self._run = base.RunInfo(exp.name, run.id, exp.par_dir, resumed=True)
+        self._write(CONFIG_FILE, None, snapshot.to_toml(exp.config))
+        return True
+
+
+def _write_kept(path: pathlib.Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` to ``path``; keep a differing old file as ``<stem>.<n>``."""
+    content = tomli_w.dumps(data, multiline_strings=True).encode()
+    try:
+        old = path.read_bytes()
+    except FileNotFoundError:
+        old = None
+    if old is not None:
+        if old == content or _same_toml(old, content):
+            return
+        _keep(path, old)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_file(path.parent, content)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _same_toml(old: bytes, new: bytes) -> bool:
+    """Whether two files hold the same data (one may be formatted otherwise)."""
+    try:
+        return tomllib.loads(old.decode()) == tomllib.loads(new.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+
+
+def _keep(path: pathlib.Path, content: bytes) -> None:
+    """Save ``content`` as the first free ``<stem>.<n><suffix>`` beside ``path``.
+
+    The copy is linked into place, which fails rather than replace a file
+    another process created meanwhile.
+    """
+    temp = _temp_file(path.parent, content)
+    try:
+        n = 1
+        while True:
+            target = path.with_name(f'{path.stem}.{n}{path.suffix}')
+            try:
+                os.link(temp, target)
+                return
+            except FileExistsError:
+                n += 1
+            except OSError:  # no hard links here: take a free name, less safely
+                if not target.exists():
+                    os.replace(temp, target)
+                    return
+                n += 1
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _temp_file(folder: pathlib.Path, content: bytes) -> pathlib.Path:
+    temp = folder / f'.tmp-{os.getpid()}-{secrets.token_hex(4)}'
+    try:
+        with temp.open('xb') as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` with what TOML cannot hold made readable text."""
+    if value is None:
+        return snapshot.NONE_MARK
+    if isinstance(
+        value, bool | int | float | str | datetime.date | datetime.time
+    ):  # datetime is a date
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    return repr(value)

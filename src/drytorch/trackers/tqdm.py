@@ -1,0 +1,183 @@
+"""``TqdmLogger``: progress bars over the batches of each epoch, and the epochs.
+
+``on_batch_end`` fires for every batch, so the bar does as little as possible
+there: one ``tqdm.update`` (tqdm itself decides whether to redraw, at most every
+``mininterval``) and, at most every ``postfix_interval`` seconds, the live
+metrics. Reading them synchronises with the device, which is why this tracker
+never calls ``live_metrics()`` on every batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from typing import Any, TextIO
+
+from tqdm import std as tqdm_std  # type: ignore[import-untyped]
+
+from drytorch.core import log_events, tracking
+from drytorch.hookspecs._markers import hookimpl
+
+__all__ = ['TqdmLogger']
+
+
+class _EpochBar:
+    """One runner's epoch: its bar (``None`` when not drawn) and postfix clock."""
+
+    __slots__ = ('bar', 'next_postfix')
+
+    def __init__(self, bar: Any, next_postfix: float) -> None:
+        self.bar = bar
+        self.next_postfix = next_postfix
+
+
+class TqdmLogger(tracking.Tracker):
+    """Shows a tqdm bar per epoch of each runner (Trainer, Validation, Test).
+
+    A bar opens at the first batch of an epoch and closes at its last, so log
+    lines written at the end of the epoch never land in the middle of a bar.
+    Bars left open by a failing run are closed when the run stops.
+
+    Args:
+        leave: keep each finished bar on screen, with its final metrics.
+        enable_training_bar: add an outer bar over the epochs of ``train()``.
+            Log lines written while it is open (the epoch lines of
+            ``BuiltinLogger``) interleave with it: lower that logger's level
+            or leave this off.
+        file: the stream to draw on; by default ``sys.stderr`` as it is when
+            each bar is created (notebooks and test runners replace it).
+        disable: as in tqdm: ``None`` draws only on a terminal, so logs
+            redirected to a file stay clean; ``False`` always draws (useful to
+            test, or to keep bars in a captured stream); ``True`` never does.
+        postfix_interval: the least number of seconds between two readings of
+            the live metrics during an epoch.
+    """
+
+    def __init__(
+        self,
+        leave: bool = False,
+        enable_training_bar: bool = False,
+        file: TextIO | None = None,
+        *,
+        disable: bool | None = None,
+        postfix_interval: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.leave = leave
+        self.enable_training_bar = enable_training_bar
+        self.file = file
+        self.disable = disable
+        self.postfix_interval = postfix_interval
+        self._epochs: dict[str, _EpochBar] = {}
+        self._training: dict[str, Any] = {}
+
+    @hookimpl
+    def on_batch_end(self, event: log_events.IterateBatchEvent) -> None:
+        """Advance the runner's bar; the hot path, so it bypasses ``notify``."""
+        try:
+            self._advance(event)
+        except BaseException:  # the host unsubscribes us: leave no bar behind
+            self.close_all()
+            raise
+
+    def _advance(self, event: log_events.IterateBatchEvent) -> None:
+        source = event.source_name
+        epoch = self._epochs.get(source)
+        if epoch is None or event.batch == 1:
+            epoch = self._open_epoch(event)
+            if epoch is None:
+                return
+        last = event.batch >= event.n_batches
+        bar = epoch.bar
+        if bar is not None:
+            now = time.monotonic()
+            if now >= epoch.next_postfix or (last and self.leave):
+                # a bar that is not left is erased at once: no final reading
+                epoch.next_postfix = now + self.postfix_interval
+                bar.set_postfix(event.live_metrics(), refresh=False)
+            bar.update(event.batch - bar.n)
+        if last:
+            del self._epochs[source]
+            if bar is not None:
+                bar.close()
+
+    def _open_epoch(self, event: log_events.IterateBatchEvent) -> _EpochBar | None:
+        """Start tracking an epoch of a runner; ``None`` if it cannot be shown."""
+        stale = self._epochs.pop(event.source_name, None)
+        if stale is not None and stale.bar is not None:  # an epoch that broke off
+            stale.bar.close()
+        if event.batch > event.n_batches:  # the loader's length was wrong
+            return None
+        bar = self._new_bar(
+            desc=event.source_name,
+            total=event.n_batches,
+            initial=event.batch - 1,
+            unit='batch',
+        )
+        epoch = _EpochBar(bar, time.monotonic() + self.postfix_interval)
+        self._epochs[event.source_name] = epoch
+        return epoch
+
+    def _new_bar(self, **kwargs: Any) -> Any:
+        """Return a tqdm bar on the chosen stream, or ``None`` if not drawn."""
+        stream = self.file if self.file is not None else sys.stderr
+        if not self._draws_on(stream):
+            return None
+        return tqdm_std.tqdm(
+            file=stream, leave=self.leave, dynamic_ncols=True, **kwargs
+        )
+
+    def _draws_on(self, stream: TextIO | None) -> bool:
+        if self.disable is not None:
+            return not self.disable
+        try:
+            return stream is not None and stream.isatty()
+        except (AttributeError, ValueError):  # no isatty, or a closed stream
+            return False
+
+    def close_all(self) -> None:
+        """Close every open bar (epoch bars first, then training bars)."""
+        epochs, self._epochs = self._epochs, {}
+        training, self._training = self._training, {}
+        for bar in [e.bar for e in epochs.values()] + list(training.values()):
+            if bar is not None:
+                bar.close()
+
+    @functools.singledispatchmethod
+    def notify(self, event: object) -> None:
+        """Follow training for the outer bar; ignore other events."""
+
+    @notify.register
+    def _(self, event: log_events.TrainingStartEvent) -> None:
+        if not self.enable_training_bar:
+            return
+        stale = self._training.pop(event.model_name, None)
+        if stale is not None:
+            stale.close()
+        if event.start_epoch >= event.end_epoch:  # nothing to train
+            return
+        bar = self._new_bar(
+            desc=f'{event.model_name} ({event.source_name})',
+            total=event.end_epoch,
+            initial=event.start_epoch,
+            unit='epoch',
+        )
+        if bar is not None:
+            self._training[event.model_name] = bar
+
+    @notify.register
+    def _(self, event: log_events.EpochEndEvent) -> None:
+        bar = self._training.get(event.model_name)
+        if bar is not None:
+            bar.update(event.epoch - bar.n)
+
+    @notify.register
+    def _(self, event: log_events.TrainingEndEvent) -> None:
+        bar = self._training.pop(event.model_name, None)
+        if bar is not None:
+            bar.close()
+
+    @notify.register
+    def _(self, event: log_events.RunStopEvent) -> None:
+        self.close_all()
