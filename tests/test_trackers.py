@@ -63,6 +63,9 @@ def use_model() -> Model[Any, Any]:
     return Model(torch.nn.Linear(2, 2), device='cpu')
 
 
+STANDARD = ['BuiltinLogger', 'TqdmLogger', 'TomlDumper']
+
+
 def run_lines(text: str) -> list[str]:
     return RUN_LINE.findall(text)
 
@@ -86,7 +89,7 @@ def test_failing_tracker_is_isolated(fail_in: str) -> None:
     assert 'Faulty' in message
     assert fail_in in message
     assert 'Faulty' not in exp.trackers
-    assert exp.trackers.names == ['BuiltinLogger', 'before', 'after']
+    assert exp.trackers.names == [*STANDARD, 'before', 'after']
     assert faulty.names() == ALL_EVENTS[: ALL_EVENTS.index(fail_in) + 1]
     assert before.names() == after.names() == ALL_EVENTS
     assert exp.registry.read(exp.key, run.id).status == 'completed'
@@ -166,7 +169,7 @@ def test_subscribe_duplicate_name_raises() -> None:
         exp.trackers.subscribe(Recorder('mine'))
     with pytest.raises(TrackerError, match="'BuiltinLogger'"):
         exp.trackers.subscribe(builtin_logging.BuiltinLogger())
-    assert exp.trackers.names == ['BuiltinLogger', 'mine']
+    assert exp.trackers.names == [*STANDARD, 'mine']
 
 
 def test_subscribe_tracker_without_name_raises() -> None:
@@ -287,13 +290,18 @@ def test_init_trackers_none(capsys) -> None:
 
 
 @pytest.mark.parametrize(
-    ('mode', 'level'),
-    [('minimal', builtin_logging.RUN), ('standard', builtin_logging.METRICS)],
+    ('mode', 'level', 'names'),
+    [
+        ('minimal', builtin_logging.RUN, ['BuiltinLogger', 'TqdmLogger']),
+        ('standard', builtin_logging.METRICS, STANDARD),
+    ],
 )
-def test_init_trackers_logging_modes(mode: str, level: int, capsys) -> None:
+def test_init_trackers_logging_modes(
+    mode: str, level: int, names: list[str], capsys
+) -> None:
     drytorch.init_trackers(mode)
     exp = Experiment(None, name=mode)
-    assert exp.trackers.names == ['BuiltinLogger']
+    assert exp.trackers.names == names
     assert exp.trackers.get('BuiltinLogger').level == level
     with exp.create_run():
         pass
@@ -308,7 +316,7 @@ def test_init_trackers_unknown_mode() -> None:
 def test_init_trackers_applies_to_new_experiments_only() -> None:
     before = Experiment(None, name='before')
     drytorch.init_trackers('none')
-    assert before.trackers.names == ['BuiltinLogger']
+    assert before.trackers.names == STANDARD
     assert Experiment(None, name='after').trackers.names == []
 
 
@@ -317,8 +325,8 @@ def test_extend_default_trackers() -> None:
     extra = Recorder('extra')
     drytorch.extend_default_trackers([extra])
     new = Experiment(None, name='new')
-    assert new.trackers.names == ['BuiltinLogger', 'extra']
-    assert old.trackers.names == ['BuiltinLogger']
+    assert new.trackers.names == [*STANDARD, 'extra']
+    assert old.trackers.names == STANDARD
     with new.create_run():
         pass
     assert extra.names() == ['on_run_start', 'on_run_stop']

@@ -132,7 +132,9 @@ def plot_histories(
         MissingPlotDependencyError: matplotlib is not installed.
     """
     metrics = [metric] if metric is not None else metric_names(histories)
-    figure = _new_figure(figsize=(6.4, 4.0 * max(1, len(metrics))))
+    figure = _new_figure(
+        figsize=(6.4, 4.0 * max(1, len(metrics))), layout='constrained'
+    )
     if not metrics or not any(m in metric_names(histories) for m in metrics):
         _no_data_warning(metric, repr(title))
         ax = figure.add_subplot()
@@ -145,7 +147,6 @@ def plot_histories(
         ax.set_title(title if len(metrics) == 1 else name)
     if len(metrics) > 1:
         figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 

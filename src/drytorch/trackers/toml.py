@@ -205,12 +205,12 @@ def _plain(value: Any) -> Any:
     """Return ``value`` with what TOML cannot hold made readable text."""
     if value is None:
         return snapshot.NONE_MARK
-    if isinstance(
-        value, bool | int | float | str | datetime.date | datetime.time
-    ):  # datetime is a date
-        return value
+    if isinstance(value, bool | int | float | str | datetime.date | datetime.time):
+        return value  # a datetime is a date
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, set | frozenset):  # sorted: the same set, the same file
+        return sorted((_plain(item) for item in value), key=repr)
+    if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return repr(value)

@@ -47,9 +47,12 @@ class TqdmLogger(tracking.Tracker):
             or leave this off.
         file: the stream to draw on; by default ``sys.stderr`` as it is when
             each bar is created (notebooks and test runners replace it).
-        disable: as in tqdm: ``None`` draws only on a terminal, so logs
-            redirected to a file stay clean; ``False`` always draws (useful to
-            test, or to keep bars in a captured stream); ``True`` never does.
+        epoch_bars: show the bars over the batches of each epoch; turn off
+            to keep only the training bar (the ``minimal`` init mode).
+        disable: as in tqdm: ``None`` draws only on a terminal or in a
+            Jupyter notebook, so logs redirected to a file stay clean;
+            ``False`` always draws (useful to test, or to keep bars in a
+            captured stream); ``True`` never does.
         postfix_interval: the least number of seconds between two readings of
             the live metrics during an epoch.
     """
@@ -60,12 +63,14 @@ class TqdmLogger(tracking.Tracker):
         enable_training_bar: bool = False,
         file: TextIO | None = None,
         *,
+        epoch_bars: bool = True,
         disable: bool | None = None,
         postfix_interval: float = 0.1,
     ) -> None:
         super().__init__()
         self.leave = leave
         self.enable_training_bar = enable_training_bar
+        self.epoch_bars = epoch_bars
         self.file = file
         self.disable = disable
         self.postfix_interval = postfix_interval
@@ -82,6 +87,8 @@ class TqdmLogger(tracking.Tracker):
             raise
 
     def _advance(self, event: log_events.IterateBatchEvent) -> None:
+        if not self.epoch_bars:
+            return
         source = event.source_name
         epoch = self._epochs.get(source)
         if epoch is None or event.batch == 1:
@@ -131,6 +138,8 @@ class TqdmLogger(tracking.Tracker):
     def _draws_on(self, stream: TextIO | None) -> bool:
         if self.disable is not None:
             return not self.disable
+        if _in_notebook():  # a kernel's streams are no terminals, but they draw
+            return True
         try:
             return stream is not None and stream.isatty()
         except (AttributeError, ValueError):  # no isatty, or a closed stream
@@ -181,3 +190,11 @@ class TqdmLogger(tracking.Tracker):
     @notify.register
     def _(self, event: log_events.RunStopEvent) -> None:
         self.close_all()
+
+
+def _in_notebook() -> bool:
+    """Return whether the code runs in a Jupyter kernel."""
+    ipython = sys.modules.get('IPython')
+    get_ipython = getattr(ipython, 'get_ipython', None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return type(shell).__name__ == 'ZMQInteractiveShell'
