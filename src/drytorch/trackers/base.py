@@ -82,6 +82,8 @@ class Dumper(tracking.Tracker):
         super().__init__()
         self.par_dir = pathlib.Path(par_dir).resolve() if par_dir is not None else None
         self._run: RunInfo | None = None
+        # kept after the run stops, so that its metrics can still be loaded
+        self._last_par_dir: pathlib.Path | None = None
 
     @property
     def run(self) -> RunInfo:
@@ -98,7 +100,9 @@ class Dumper(tracking.Tracker):
 
     def folder(self, experiment_name: str, run_id: str) -> pathlib.Path:
         """Return the folder of a run's output (it may not exist)."""
-        root = self.par_dir or (self._run.par_dir if self._run else pathlib.Path('.'))
+        root = self.par_dir or (
+            self._run.par_dir if self._run else self._last_par_dir or pathlib.Path('.')
+        )
         return root / self.kind / experiment_name / run_id
 
     @property
@@ -117,6 +121,7 @@ class Dumper(tracking.Tracker):
         self._run = RunInfo(
             event.experiment_name, event.run_id, event.par_dir, event.resumed
         )
+        self._last_par_dir = event.par_dir
         active = scope.active_run()
         if active is not None:  # `drytorch show` lists where each tracker wrote
             outputs = active.summary.setdefault('outputs', {})

@@ -1,0 +1,441 @@
+"""``SQLiteTracker``: the metrics of many runs in one SQLite database.
+
+The database is ``<par_dir>/metrics.db`` of the experiment unless a path is
+given, so that every run of every experiment in a folder can be queried
+together. Schema (version 1, in ``PRAGMA user_version``)::
+
+    experiments(id INTEGER PRIMARY KEY, name TEXT, par_dir TEXT)
+        unique (name, par_dir): an experiment is a name in a folder
+    runs(id INTEGER PRIMARY KEY, experiment_id -> experiments.id,
+         run_id TEXT, created TEXT)
+        unique (experiment_id, run_id); created: ISO time of the first start
+    sources(id INTEGER PRIMARY KEY, run_id -> runs.id, model TEXT, source TEXT)
+        unique (run_id, model, source)
+    metrics(source_id -> sources.id, epoch INTEGER, name TEXT, value REAL)
+        unique (source_id, epoch, name); NaN is stored as NULL; the rowid
+        keeps the order in which metrics arrived
+
+The unique indexes serve every lookup the tracker and the loader make. For
+example, the validation loss of every run of an experiment::
+
+    SELECT r.run_id, m.epoch, m.value
+    FROM metrics m JOIN sources s ON s.id = m.source_id
+    JOIN runs r ON r.id = s.run_id JOIN experiments e ON e.id = r.experiment_id
+    WHERE e.name = 'exp' AND s.source = 'Validation' AND m.name = 'MSE';
+
+Why it is safe with several processes writing the same file: WAL mode lets
+readers and one writer work at once, a busy timeout makes writers wait for
+each other, and every write is one short ``BEGIN IMMEDIATE`` transaction
+(one per ``MetricsEvent``, never per batch), so no transaction ever has to
+upgrade a read lock and deadlock.
+
+A resumed run keeps its run row; the rows of a source for an epoch measured
+again, and for later epochs, are deleted before the new ones are written.
+
+The run never stops for the database: a file locked beyond the busy timeout
+gives one warning and the rows wait in memory until it is free (a warning at
+the end of the run lists what could not be written); a file that is not a
+SQLite database (or a newer schema) gives one warning and the tracker stops
+writing for the run. It never deletes or rewrites the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+import os
+import pathlib
+import sqlite3
+import warnings
+
+from drytorch.core import exceptions, log_events
+from drytorch.trackers import base
+
+__all__ = ['DEFAULT_NAME', 'SCHEMA_VERSION', 'SQLiteTracker', 'SQLiteWarning']
+
+DEFAULT_NAME = 'metrics.db'
+"""The database's file name in the experiment's folder."""
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS experiments (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        par_dir TEXT NOT NULL)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS experiments_by_name
+        ON experiments (name, par_dir)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        id INTEGER PRIMARY KEY,
+        experiment_id INTEGER NOT NULL REFERENCES experiments (id),
+        run_id TEXT NOT NULL,
+        created TEXT NOT NULL)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS runs_by_experiment
+        ON runs (experiment_id, run_id)""",
+    """CREATE TABLE IF NOT EXISTS sources (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        model TEXT NOT NULL,
+        source TEXT NOT NULL)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS sources_by_run
+        ON sources (run_id, model, source)""",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        source_id INTEGER NOT NULL REFERENCES sources (id),
+        epoch INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS metrics_by_source
+        ON metrics (source_id, epoch, name)""",
+)
+
+
+class SQLiteWarning(exceptions.DryTorchWarning):
+    """The database could not be written; the run goes on without it."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Row:
+    """One ``MetricsEvent`` waiting to be written."""
+
+    model: str
+    source: str
+    epoch: int
+    metrics: tuple[tuple[str, float], ...]
+
+
+class SQLiteTracker(base.Dumper):
+    """Stores metrics in a SQLite database shared by runs and processes.
+
+    Args:
+        path: the database file; defaults to ``metrics.db`` in the
+            experiment's folder.
+        timeout: seconds to wait for another process's write to finish
+            before the database counts as locked.
+    """
+
+    kind = 'sqlite'
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, timeout: float = 10.0
+    ) -> None:
+        super().__init__()
+        self.path = pathlib.Path(path).resolve() if path is not None else None
+        self.timeout = timeout
+        self._connection: sqlite3.Connection | None = None
+        self._run_row: int | None = None
+        self._source_rows: dict[tuple[str, str], int] = {}
+        self._pending: list[_Row] = []
+        self._broken = False  # unusable for this run; warned once
+        self._warned_locked = False
+        self._created = ''  # the run's start time, for a new run row
+
+    @property
+    def database(self) -> pathlib.Path:
+        """The database file of the active (or last) run."""
+        if self.path is not None:
+            return self.path
+        root = self._run.par_dir if self._run else self._last_par_dir
+        return (root or pathlib.Path('.')).resolve() / DEFAULT_NAME
+
+    def output_location(self) -> pathlib.Path:
+        """Return the database file (for people and ``drytorch show``)."""
+        return self.database
+
+    @functools.singledispatchmethod
+    def notify(self, event: object) -> None:
+        """Store metrics; leave run tracking to ``Dumper``."""
+        super().notify(event)
+
+    @notify.register
+    def _(self, event: log_events.RunStartEvent) -> None:
+        super().notify(event)
+        self._close()
+        self._broken = self._warned_locked = False
+        self._pending.clear()
+        self._created = event.timestamp.isoformat()
+        self._flush()  # the run is listed even before its first metrics
+
+    @notify.register
+    def _(self, event: log_events.RunStopEvent) -> None:
+        self._flush()
+        if self._pending and not self._broken:
+            epochs = sorted({row.epoch for row in self._pending})
+            self._warn(
+                f'{len(self._pending)} metric rows (epochs {epochs}) of run '
+                f'{event.run_id!r} could not be written to {self.database}: it '
+                'stayed locked.'
+            )
+        self._pending.clear()
+        self._close()
+        super().notify(event)
+
+    @notify.register
+    def _(self, event: log_events.MetricsEvent) -> None:
+        if self._broken or self._run is None:
+            return
+        metrics = tuple((name, float(value)) for name, value in event.metrics.items())
+        self._pending.append(
+            _Row(event.model_name, event.source_name, event.epoch, metrics)
+        )
+        self._flush()
+
+    def load_metrics(
+        self, experiment_name: str, run_id: str
+    ) -> dict[str, dict[str, base.MetricHistory]]:
+        """Return ``{model: {source: history}}`` of a run ({} if none stored)."""
+        par_dir = None if self.path is None else self._last_par_dir
+        return self.read(self.database, experiment_name, run_id, par_dir=par_dir)
+
+    @classmethod
+    def read(
+        cls,
+        path: str | os.PathLike[str],
+        experiment_name: str,
+        run_id: str,
+        *,
+        par_dir: str | os.PathLike[str] | None = None,
+    ) -> dict[str, dict[str, base.MetricHistory]]:
+        """Return a run's metrics from a database, opened read-only.
+
+        Args:
+            path: the database file.
+            experiment_name: the experiment's name.
+            run_id: the run's id.
+            par_dir: the experiment's folder, to tell apart experiments of the
+                same name in a shared database; by default the newest run of
+                that name and id is read.
+
+        Returns:
+            ``{model: {source: history}}``; {} if the file or run is missing.
+
+        Raises:
+            TrackerError: the file is not a readable SQLite database.
+        """
+        file = pathlib.Path(path).resolve()
+        if not file.is_file():
+            return {}
+        try:
+            connection = sqlite3.connect(
+                f'{file.as_uri()}?mode=ro', uri=True, timeout=5.0
+            )
+            try:
+                return _read_run(connection, experiment_name, run_id, par_dir)
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            raise exceptions.TrackerError(
+                f'Cannot read metrics from {file}: {error}.'
+            ) from error
+
+    def _flush(self) -> None:
+        """Write the run row and pending metrics in one transaction."""
+        if self._broken or self._run is None:
+            return
+        if self._run_row is not None and not self._pending:
+            return  # nothing to write: no empty transaction
+        try:
+            if self._connection is None:
+                self._connection = self._connect()
+            self._write(self._connection)
+        except sqlite3.Error as error:
+            if _is_busy(error):
+                if not self._warned_locked:
+                    self._warned_locked = True
+                    self._warn(
+                        f'{self.database} is locked ({error}); the metrics wait '
+                        'in memory and are written when it is free.'
+                    )
+                return
+            self._give_up(error)
+        except (OSError, exceptions.TrackerError) as error:
+            self._give_up(error)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.database.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            self.database,
+            timeout=self.timeout,
+            isolation_level=None,  # transactions are explicit
+            check_same_thread=False,  # hooks may come from another thread
+        )
+        try:
+            version = connection.execute('PRAGMA user_version').fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise exceptions.TrackerError(
+                    f'schema version {version} is newer than this DRYTorch '
+                    f'reads ({SCHEMA_VERSION})'
+                )
+            connection.execute('PRAGMA journal_mode=WAL').fetchone()
+            connection.execute('PRAGMA synchronous=NORMAL')  # safe in WAL mode
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _write(self, connection: sqlite3.Connection) -> None:
+        run = self.run
+        connection.execute('BEGIN IMMEDIATE')
+        try:
+            run_row = self._run_row
+            if run_row is None:
+                run_row = _ensure_run(
+                    connection,
+                    run.experiment_name,
+                    run.par_dir,
+                    run.run_id,
+                    self._created,
+                )
+            new_sources: dict[tuple[str, str], int] = {}
+            for row in self._pending:
+                key = (row.model, row.source)
+                source = self._source_rows.get(key) or new_sources.get(key)
+                if source is None:
+                    source = new_sources[key] = _ensure_source(
+                        connection, run_row, *key
+                    )
+                connection.execute(
+                    'DELETE FROM metrics WHERE source_id = ? AND epoch >= ?',
+                    (source, row.epoch),
+                )
+                connection.executemany(
+                    'INSERT INTO metrics (source_id, epoch, name, value) '
+                    'VALUES (?, ?, ?, ?)',
+                    [
+                        (source, row.epoch, name, None if math.isnan(v) else v)
+                        for name, v in row.metrics
+                    ],
+                )
+            connection.execute('COMMIT')
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute('ROLLBACK')
+            raise
+        # remembered only once committed: a rolled-back row has no id
+        self._run_row = run_row
+        self._source_rows.update(new_sources)
+        self._pending.clear()
+
+    def _give_up(self, error: Exception) -> None:
+        self._broken = True
+        self._pending.clear()
+        self._close()
+        self._warn(
+            f'{self.database} cannot be used ({type(error).__name__}: {error}); '
+            f'{self.name} stops writing for this run and leaves the file as it is. '
+            'Training goes on.'
+        )
+
+    def _warn(self, message: str) -> None:
+        warnings.warn(f'{self.name}: {message}', SQLiteWarning, stacklevel=3)
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+        self._connection = None
+        self._run_row = None
+        self._source_rows.clear()
+
+    def __repr__(self) -> str:
+        path = str(self.path) if self.path is not None else None
+        return f'{type(self).__name__}(path={path!r})'
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    code = getattr(error, 'sqlite_errorcode', None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return 'locked' in str(error) or 'busy' in str(error)
+
+
+def _ensure_run(
+    connection: sqlite3.Connection,
+    experiment_name: str,
+    par_dir: pathlib.Path,
+    run_id: str,
+    created: str,
+) -> int:
+    """Create the schema, experiment and run rows if missing; return the run row."""
+    for statement in _SCHEMA:
+        connection.execute(statement)
+    if connection.execute('PRAGMA user_version').fetchone()[0] == 0:
+        connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
+    connection.execute(
+        'INSERT OR IGNORE INTO experiments (name, par_dir) VALUES (?, ?)',
+        (experiment_name, str(par_dir)),
+    )
+    (experiment,) = connection.execute(
+        'SELECT id FROM experiments WHERE name = ? AND par_dir = ?',
+        (experiment_name, str(par_dir)),
+    ).fetchone()
+    connection.execute(
+        'INSERT OR IGNORE INTO runs (experiment_id, run_id, created) VALUES (?, ?, ?)',
+        (experiment, run_id, created),
+    )
+    (run,) = connection.execute(
+        'SELECT id FROM runs WHERE experiment_id = ? AND run_id = ?',
+        (experiment, run_id),
+    ).fetchone()
+    return int(run)
+
+
+def _ensure_source(
+    connection: sqlite3.Connection, run: int, model: str, source: str
+) -> int:
+    connection.execute(
+        'INSERT OR IGNORE INTO sources (run_id, model, source) VALUES (?, ?, ?)',
+        (run, model, source),
+    )
+    (row,) = connection.execute(
+        'SELECT id FROM sources WHERE run_id = ? AND model = ? AND source = ?',
+        (run, model, source),
+    ).fetchone()
+    return int(row)
+
+
+def _read_run(
+    connection: sqlite3.Connection,
+    experiment_name: str,
+    run_id: str,
+    par_dir: str | os.PathLike[str] | None,
+) -> dict[str, dict[str, base.MetricHistory]]:
+    tables = {
+        name
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    }
+    if not {'experiments', 'runs', 'sources', 'metrics'} <= tables:
+        return {}
+    query = (
+        'SELECT r.id FROM runs r JOIN experiments e ON e.id = r.experiment_id '
+        'WHERE e.name = ? AND r.run_id = ?'
+    )
+    args: list[str] = [experiment_name, run_id]
+    if par_dir is not None:
+        query += ' AND e.par_dir = ?'
+        args.append(str(pathlib.Path(par_dir).resolve()))
+    found = connection.execute(query + ' ORDER BY r.id DESC LIMIT 1', args).fetchone()
+    if found is None:
+        return {}
+    rows = connection.execute(
+        'SELECT s.model, s.source, m.epoch, m.name, m.value '
+        'FROM sources s JOIN metrics m ON m.source_id = s.id '
+        'WHERE s.run_id = ? ORDER BY s.id, m.epoch, m.rowid',
+        (found[0],),
+    )
+    grouped: dict[tuple[str, str], dict[int, dict[str, float]]] = {}
+    for model, source, epoch, name, value in rows:
+        epochs = grouped.setdefault((model, source), {})
+        epochs.setdefault(epoch, {})[name] = math.nan if value is None else value
+    histories: dict[str, dict[str, base.MetricHistory]] = {}
+    for (model, source), by_epoch in grouped.items():
+        history = histories.setdefault(model, {}).setdefault(
+            source, base.MetricHistory()
+        )
+        for epoch, metrics in by_epoch.items():
+            history.add(epoch, metrics)
+        for series in history.values.values():
+            series.extend([math.nan] * (len(history.epochs) - len(series)))
+    return histories
