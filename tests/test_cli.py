@@ -168,3 +168,32 @@ def test_compare_shows_config_and_metric_differences() -> None:
     diff = json.loads(drytorch('compare', 'slow', 'fast', '--json').stdout)
     assert diff['config'] == {'lr': [0.1, 0.01]}
     assert 'Model.Trainer.epoch' not in diff['metrics']  # both at epoch 2
+
+
+def test_plot_draws_curves_from_csv(tmp_path: pathlib.Path) -> None:
+    from drytorch.trackers.csv import CSVDumper
+
+    _trained('exp', 0.1, 'a', (CSVDumper(),))
+    out = tmp_path / 'curves.png'
+    done = drytorch('plot', 'a', '--metric', 'MSE', '--out', str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(out)]
+    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    missing = drytorch('plot', 'a', '--metric', 'nothing', '--out', str(out))
+    assert missing.returncode == 1
+
+
+def test_plot_reads_sqlite_when_there_is_no_csv(tmp_path: pathlib.Path) -> None:
+    from drytorch.trackers.sqlite import SQLiteTracker
+
+    _trained('exp', 0.1, 'b', (SQLiteTracker(path=tmp_path / 'm.db'),))
+    done = drytorch('plot', 'b', '--out', str(tmp_path / 'b.png'))
+    assert done.returncode == 0, done.stderr
+    assert all(pathlib.Path(p).is_file() for p in done.stdout.split())
+
+
+def test_plot_without_stored_metrics_says_what_to_do() -> None:
+    _trained('exp', 0.1, 'c')
+    done = drytorch('plot', 'c')
+    assert done.returncode == 1
+    assert 'CSVDumper' in done.stderr
