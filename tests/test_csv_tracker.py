@@ -277,3 +277,19 @@ def test_events_outside_metrics_write_nothing_and_repr_is_readable() -> None:
     assert not (pathlib.Path('out') / 'csv_metrics' / 'exp' / 'r').exists()
     with pytest.raises(exceptions.TrackerError):
         _ = dumper.run
+
+
+def test_subscribed_in_the_middle_of_a_run_writes_where_it_should() -> None:
+    from tests import training_kit as kit
+
+    experiment = kit.experiment('midrun')
+    with experiment.create_run(run_id='r'):
+        trainer = kit.trainer()
+        trainer.train(1)
+        dumper = CSVDumper()
+        experiment.trackers.subscribe(dumper)
+        trainer.train(1)
+    files = list((experiment.par_dir / 'csv_metrics' / 'midrun' / 'r').glob('*.csv'))
+    assert [f.name for f in files] == ['Model_Trainer.csv']
+    rows = files[0].read_text().splitlines()
+    assert rows[0].startswith('Model,Source,Epoch') and rows[1].split(',')[2] == '2'

@@ -248,7 +248,9 @@ def test_subscribe_and_remove_during_a_run(host: plugins.PluginHost) -> None:
         assert host.manager.has_plugin('tracker:late')
         exp.trackers.remove('leaving')
         use_model()
-    assert late.names() == ['on_model_register', 'on_run_stop']
+    # a late tracker first sees the run start, then what follows
+    assert late.names() == ['on_run_start', 'on_model_register', 'on_run_stop']
+    assert late.events[0].run_id == 'r1'
     assert leaving.names() == ['on_run_start']
     assert not host.manager.has_plugin('tracker:late')  # only while a run is on
     with exp.create_run('r2'):

@@ -258,6 +258,7 @@ class Run(Generic[ConfigT]):
         self.id = run_id
         self.model_names: set[str] = set()
         self.summary: dict[str, Any] = dict(record.get('summary', {}))
+        self.start_event: log_events.RunStartEvent | None = None
         self._record = record
         self._recorded = recorded
         self._lock = experiment.registry.lock(experiment.key, run_id)
@@ -335,6 +336,7 @@ class Run(Generic[ConfigT]):
             record_path=self.record_path,
             timestamp=started,
         )
+        self.start_event = event
         host.broadcast('on_run_start', event)
         self._save_summary()  # where trackers write, known even if the run crashes
         return self

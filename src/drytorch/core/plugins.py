@@ -197,6 +197,17 @@ class PluginHost:
             except Exception as err:
                 self._fault(impl.plugin_name, hook_name, err)
 
+    def deliver(self, name: str, hook_name: str, event: object) -> None:
+        """Deliver ``event`` to one plugin, with the fault rule of ``broadcast``."""
+        plugin = self.manager.get_plugin(name)
+        caller = getattr(self.manager.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin:
+                try:
+                    impl.function(event) if impl.argnames else impl.function()
+                except Exception as err:
+                    self._fault(impl.plugin_name, hook_name, err)
+
     def hook_names(self) -> list[str]:
         """Return the names of every hook in the contract."""
         return [

@@ -172,6 +172,9 @@ class TrackerRegistry:
     def subscribe(self, *trackers: Any) -> None:
         """Add trackers; each must have a ``name`` not used in this experiment.
 
+        A tracker subscribed while a run of the experiment is active first
+        receives that run's ``RunStartEvent``.
+
         Raises:
             TrackerError: a name is already taken.
             PluginError: a tracker does not follow the hook contract.
@@ -191,6 +194,10 @@ class TrackerRegistry:
             else:  # fail now, not when a run starts
                 check_plugin(tracker, _plugin_name(name), self._origin)
             self._trackers[name] = tracker
+            run = scope.active_run()
+            if self._host is not None and run is not None and run.start_event:
+                # joining mid-run: the tracker still sees the run start first
+                self._host.deliver(_plugin_name(name), 'on_run_start', run.start_event)
 
     def remove(self, name: str) -> None:
         """Remove the tracker called ``name``.

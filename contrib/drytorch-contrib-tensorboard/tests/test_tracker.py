@@ -1,0 +1,325 @@
+"""The tracker on real training, read back with TensorBoard's own reader."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import subprocess
+import sys
+import tomllib
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from drytorch import (
+    DataLoader,
+    Experiment,
+    LearningSchema,
+    Loss,
+    Model,
+    Test,
+    Trainer,
+    testing,
+)
+from drytorch.core import exceptions, plugins, snapshot
+from drytorch.lib import schedulers
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
+from torch import nn
+from torch.utils import data
+
+from drytorch_contrib_tensorboard import TensorBoard
+from drytorch_contrib_tensorboard.tracker import CONFIG_TAG, config_text
+
+TEXT_TAG = f'{CONFIG_TAG}/text_summary'  # torch's SummaryWriter.add_text suffix
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    lr: float = 0.05
+    hidden: tuple[int, ...] = (4, 2)
+    name: str = 'linear'
+    note: str | None = None
+
+
+# --- a real, short training ------------------------------------------------------
+
+
+def regression(n: int, seed: int) -> data.TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=generator)
+    y = x @ torch.tensor([[1.5], [-2.0], [0.5]]) + 0.3
+    return data.TensorDataset(x, y)
+
+
+def mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return ((outputs - targets) ** 2).mean()
+
+
+def trainer(name: str = 'net') -> Trainer[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A linear model trained with a learning rate halved after epoch 2."""
+    torch.manual_seed(0)
+    model = Model(nn.Linear(3, 1), name=name, device='cpu')
+    schema = LearningSchema.adam(lr=0.05, scheduler=schedulers.StepScheduler([2], 0.5))
+    trained = Trainer(
+        model,
+        loader=DataLoader(regression(32, seed=0), 8, seed=0),
+        loss=Loss(mse, 'MSE'),
+        learning_schema=schema,
+    )
+    trained.add_validation(DataLoader(regression(16, seed=1), 8))
+    return trained
+
+
+def a_test(model: Model[Any, Any]) -> Test[Any, Any, Any]:
+    return Test(
+        model, loader=DataLoader(regression(8, seed=2), 4), metric=Loss(mse, 'MSE')
+    )
+
+
+@pytest.fixture
+def recorder(host: plugins.PluginHost) -> testing.HookRecorder:
+    recorder = testing.HookRecorder()
+    host.register(recorder, 'recorder')
+    return recorder
+
+
+def experiment(*trackers: Any, config: Any = None) -> Experiment[Any]:
+    exp = Experiment(
+        config if config is not None else Config(), name='exp', par_dir='.'
+    )
+    exp.trackers.subscribe(*(trackers or (TensorBoard(),)))
+    return exp
+
+
+# --- reading event files back ----------------------------------------------------
+
+
+def read(folder: pathlib.Path) -> EventAccumulator:
+    assert folder.is_dir(), f'{folder} was not written'
+    accumulator = EventAccumulator(
+        str(folder), size_guidance={'scalars': 0, 'tensors': 0}
+    )
+    accumulator.Reload()
+    return accumulator
+
+
+def scalars(folder: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
+    accumulator = read(folder)
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()['scalars']
+    }
+
+
+def texts(folder: pathlib.Path) -> list[tuple[int, str]]:
+    accumulator = read(folder)
+    if TEXT_TAG not in accumulator.Tags()['tensors']:
+        return []
+    return [
+        (event.step, tensor_util.make_ndarray(event.tensor_proto).item().decode())
+        for event in accumulator.Tensors(TEXT_TAG)
+    ]
+
+
+def f32(value: float) -> float:
+    """What TensorBoard stores of a float: a float32."""
+    return float(np.float32(value))
+
+
+def expected_scalars(
+    recorder: testing.HookRecorder,
+) -> dict[str, list[tuple[int, float]]]:
+    """The scalars the recorded events call for."""
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for event in recorder.events('on_metrics'):
+        for name, value in event.metrics.items():
+            tag = f'{event.model_name}/{event.source_name}-{name}'
+            expected.setdefault(tag, []).append((event.epoch, f32(value)))
+    for event in recorder.events('on_learning_rate'):
+        for group, rate in enumerate(event.learning_rates):
+            tag = f'{event.model_name}/lr-group{group}'
+            expected.setdefault(tag, []).append((event.epoch, f32(rate)))
+    return expected
+
+
+def run_folder(
+    tmp_path: pathlib.Path, run_id: str, par_dir: str = 'work'
+) -> pathlib.Path:
+    return tmp_path / par_dir / 'tensorboard' / 'exp' / run_id
+
+
+# --- tests -----------------------------------------------------------------------
+
+
+def test_scalars_are_the_metrics_of_training(
+    tmp_path: pathlib.Path, recorder: testing.HookRecorder
+) -> None:
+    with experiment().create_run('r1'):
+        trained = trainer()
+        trained.train(3)
+        a_test(trained.model)()
+    found = scalars(run_folder(tmp_path, 'r1'))
+    assert found == expected_scalars(recorder)
+    assert sorted(found) == [
+        'net/Test-MSE',
+        'net/Trainer-MSE',
+        'net/Validation-MSE',
+        'net/lr-group0',
+    ]
+    assert [step for step, _ in found['net/Trainer-MSE']] == [1, 2, 3]
+    assert [step for step, _ in found['net/Validation-MSE']] == [1, 2, 3]
+    assert [step for step, _ in found['net/Test-MSE']] == [3]
+    assert found['net/lr-group0'] == [(2, f32(0.025))]  # the schedule's milestone
+
+
+def test_each_parameter_group_has_its_learning_rate(
+    tmp_path: pathlib.Path, recorder: testing.HookRecorder
+) -> None:
+    with experiment().create_run('r1'):
+        trained = trainer()
+        trained.train(1)
+        trained.update_learning_rate(factor=0.1)
+    found = scalars(run_folder(tmp_path, 'r1'))
+    assert found['net/lr-group0'] == [(1, f32(0.005))]
+    assert found == expected_scalars(recorder)
+
+
+def test_the_configuration_is_toml_text(tmp_path: pathlib.Path) -> None:
+    config = Config(lr=0.01, hidden=(8, 4, 2), note=None)
+    with experiment(config=config).create_run('r1'):
+        pass
+    [(step, text)] = texts(run_folder(tmp_path, 'r1'))
+    assert step == 0
+    assert text.startswith('```toml\n') and text.endswith('```')
+    body = text.removeprefix('```toml\n').removesuffix('```')
+    assert tomllib.loads(body) == snapshot.to_toml(config)
+    assert tomllib.loads(body) == {
+        'lr': 0.01,
+        'hidden': [8, 4, 2],
+        'name': 'linear',
+        'note': '<None>',
+    }
+
+
+def test_a_resumed_run_appends_to_its_folder(
+    tmp_path: pathlib.Path, recorder: testing.HookRecorder
+) -> None:
+    exp = experiment()
+    with exp.create_run('r1'):
+        trained = trainer()
+        trained.train(2)
+    folder = run_folder(tmp_path, 'r1')
+    first_files = sorted(folder.iterdir())
+    with exp.create_run('r1', resume=True):
+        trained.train(2)
+    files = sorted(folder.iterdir())
+    assert len(first_files) == 1
+    assert len(files) == 2 and set(first_files) < set(files)
+    found = scalars(folder)
+    assert [step for step, _ in found['net/Trainer-MSE']] == [1, 2, 3, 4]
+    assert [step for step, _ in found['net/Validation-MSE']] == [1, 2, 3, 4]
+    assert found == expected_scalars(recorder)
+    assert [step for step, _ in texts(folder)] == [0, 0]  # one per session
+
+
+RELAUNCH = """
+import sys
+
+import torch
+from torch import nn
+from torch.utils import data
+
+from drytorch import DataLoader, Experiment, LearningSchema, Loss, Model, Trainer
+from drytorch_contrib_tensorboard import TensorBoard
+
+resume = sys.argv[1] == 'resume'
+exp = Experiment(None, name='exp', par_dir='.')
+exp.trackers.subscribe(TensorBoard())
+x = torch.randn(32, 3, generator=torch.Generator().manual_seed(0))
+dataset = data.TensorDataset(x, x.sum(1, keepdim=True))
+with exp.create_run('r1', resume=resume):
+    torch.manual_seed(0)
+    trainer = Trainer(
+        Model(nn.Linear(3, 1), name='net', device='cpu'),
+        loader=DataLoader(dataset, 8, seed=0),
+        loss=Loss(lambda o, t: ((o - t) ** 2).mean(), 'MSE'),
+        learning_schema=LearningSchema.adam(lr=0.05),
+    )
+    if resume:
+        trainer.load_checkpoint()
+    trainer.train(2)
+    trainer.save_checkpoint()
+"""
+
+
+def test_a_relaunched_process_appends_to_the_run(tmp_path: pathlib.Path) -> None:
+    for mode in ('start', 'resume'):  # two processes; the second resumes the run
+        done = subprocess.run(
+            [sys.executable, '-c', RELAUNCH, mode],
+            cwd=tmp_path / 'work',
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    folder = run_folder(tmp_path, 'r1')
+    assert len(list(folder.glob('events.out.tfevents.*'))) == 2
+    found = scalars(folder)
+    assert [step for step, _ in found['net/Trainer-MSE']] == [1, 2, 3, 4]
+    assert [step for step, _ in texts(folder)] == [0, 0]
+
+
+def test_two_runs_have_two_folders(tmp_path: pathlib.Path) -> None:
+    exp = experiment()
+    for run_id in ('a', 'b'):
+        with exp.create_run(run_id):
+            trainer().train(1)
+    for run_id in ('a', 'b'):
+        assert [
+            s for s, _ in scalars(run_folder(tmp_path, run_id))['net/Trainer-MSE']
+        ] == [1]
+
+
+def test_par_dir_overrides_the_experiment_folder(tmp_path: pathlib.Path) -> None:
+    with experiment(TensorBoard(par_dir=tmp_path / 'boards')).create_run('r1'):
+        trainer().train(1)
+    assert 'net/Trainer-MSE' in scalars(run_folder(tmp_path, 'r1', par_dir='boards'))
+    assert not (tmp_path / 'work' / 'tensorboard').exists()
+
+
+def test_a_failed_run_keeps_what_was_written(tmp_path: pathlib.Path) -> None:
+    tracker = TensorBoard()
+    with (
+        pytest.raises(RuntimeError, match='boom'),
+        experiment(tracker).create_run('r1'),
+    ):
+        trainer().train(2)
+        raise RuntimeError('boom')
+    assert tracker._writer is None  # closed at the run's stop
+    found = scalars(run_folder(tmp_path, 'r1'))
+    assert [step for step, _ in found['net/Trainer-MSE']] == [1, 2]
+
+
+def test_the_writer_is_open_during_the_run_only(tmp_path: pathlib.Path) -> None:
+    tracker = TensorBoard(flush_secs=1)
+    with experiment(tracker).create_run('r1'):
+        tracker.writer.add_scalar('custom/value', 1.5, global_step=7)
+    assert tracker._writer is None
+    with pytest.raises(exceptions.TrackerError):
+        tracker.writer  # noqa: B018
+    assert scalars(run_folder(tmp_path, 'r1'))['custom/value'] == [(7, 1.5)]
+
+
+def test_flush_secs_must_be_positive() -> None:
+    with pytest.raises(ValueError, match='flush_secs'):
+        TensorBoard(flush_secs=0)
+
+
+def test_config_text_of_a_plain_value() -> None:
+    assert config_text(None) == '```toml\nvalue = "<None>"\n```'
+    assert config_text({}) == '```toml\n```'
