@@ -39,12 +39,26 @@ class Tracker:
     Subclasses override ``notify`` (a ``functools.singledispatchmethod`` is a
     good fit) or single hook methods. ``name`` identifies the tracker within an
     experiment and defaults to the class name.
+
+    ``on_batch_end`` fires on every batch, so a subclass receives it only if
+    it asks: by overriding ``on_batch_end``, by a plain ``notify`` override
+    (which gets every event), or by a ``singledispatchmethod`` ``notify`` with
+    a handler for ``IterateBatchEvent``. The others cost nothing per batch.
     """
 
     name: str = ''
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.name or type(self).__name__
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if 'on_batch_end' in cls.__dict__:
+            return  # the subclass decides itself
+        if _handles_batches(cls):
+            cls.on_batch_end = Tracker.on_batch_end  # type: ignore[method-assign]
+        else:
+            cls.on_batch_end = None  # type: ignore[assignment]  # not a hook
 
     def notify(self, event: object) -> None:
         """Receive a tracking event. The default ignores it."""
@@ -361,6 +375,21 @@ def trackers_by_name(names: Iterable[str]) -> list[Any]:
                 stacklevel=2,
             )
     return built
+
+
+def _handles_batches(cls: type) -> bool:
+    """Return whether ``cls.notify`` wants ``IterateBatchEvent``s."""
+    from drytorch.core.log_events import IterateBatchEvent
+
+    notify = next(k.__dict__['notify'] for k in cls.__mro__ if 'notify' in k.__dict__)
+    if notify is Tracker.__dict__['notify']:
+        return False
+    registry = getattr(getattr(notify, 'dispatcher', None), 'registry', None)
+    if registry is None:  # a plain override: it receives everything
+        return True
+    return any(
+        kind is not object and issubclass(IterateBatchEvent, kind) for kind in registry
+    )
 
 
 def _name_of(tracker: Any) -> str:
