@@ -400,3 +400,45 @@ def test_hook_recorder_sees_failure(host: plugins.PluginHost) -> None:
     record = exp.registry.read(exp.key, 'bad')
     assert record.status == 'failed'
     assert 'boom' in record.data['error']
+
+
+def test_only_trackers_that_handle_batches_are_called_per_batch(
+    host: plugins.PluginHost,
+) -> None:
+    import functools
+
+    from drytorch.core import log_events
+    from tests import training_kit as kit
+
+    class EpochsOnly(Tracker):
+        @functools.singledispatchmethod
+        def notify(self, event: object) -> None:
+            pass
+
+        @notify.register
+        def _(self, event: log_events.MetricsEvent) -> None:
+            pass
+
+    class Batches(Tracker):
+        batches = 0
+
+        @functools.singledispatchmethod
+        def notify(self, event: object) -> None:
+            pass
+
+        @notify.register
+        def _(self, event: log_events.IterateBatchEvent) -> None:
+            self.batches += 1
+
+    exp = kit.experiment('batches')
+    exp.trackers.remove_all()
+    batches = Batches()
+    exp.trackers.subscribe(EpochsOnly(), batches, Recorder('all'))
+    with exp.create_run():
+        kit.trainer(n=48, batch_size=8).train(1)
+        impls = host.manager.hook.on_batch_end.get_hookimpls()
+        assert sorted(i.plugin_name for i in impls) == [
+            'tracker:Batches',
+            'tracker:all',
+        ]
+    assert batches.batches == 6
