@@ -3,8 +3,9 @@
 Precedence, highest first: environment variables, the ``[tool.drytorch]`` table
 of the nearest ``pyproject.toml`` found from the working directory upwards,
 built-in defaults. Relative paths in the file are relative to the file's folder.
-Settings are read again whenever the working directory or a ``DRYTORCH_*``
-variable changes, so tests and notebooks see their changes without a restart.
+Settings are read again whenever the working directory, the file or a
+``DRYTORCH_*`` variable changes, so tests and notebooks see changes without a
+restart.
 """
 
 from __future__ import annotations
@@ -84,12 +85,23 @@ def find_pyproject(start: pathlib.Path) -> pathlib.Path | None:
 def get_settings() -> Settings:
     """Return the settings for the current working directory and environment."""
     env = tuple(os.environ.get(var) for var in ENV_VARS.values())
-    return _load(os.getcwd(), env)
+    cwd = os.getcwd()
+    path = find_pyproject(pathlib.Path(cwd))
+    try:
+        version = path.stat().st_mtime_ns if path else None
+    except OSError:
+        version = None
+    return _load(cwd, path, version, env)
 
 
 @functools.lru_cache(maxsize=8)
-def _load(cwd: str, env: tuple[str | None, ...]) -> Settings:
-    path = find_pyproject(pathlib.Path(cwd))
+def _load(
+    cwd: str,
+    path: pathlib.Path | None,
+    version: int | None,
+    env: tuple[str | None, ...],
+) -> Settings:
+    """Read the settings; cached by folder, file version and environment."""
     table = _read_table(path) if path else {}
     base = path.parent if path else pathlib.Path(cwd)
     values: dict[str, Any] = {}

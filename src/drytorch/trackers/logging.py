@@ -50,18 +50,28 @@ class _CurrentStderrHandler(logging.StreamHandler[TextIO]):
         pass
 
 
-@functools.cache
 def get_logger() -> logging.Logger:
     """Return the ``drytorch`` logger, with a stderr handler if it has none."""
     logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers and not logger.propagate:
+        use_stderr_logging()
+    if logger.level == logging.NOTSET:
+        logger.setLevel(DETAIL)
+    return logger
+
+
+def use_stderr_logging() -> None:
+    """Print DRYTorch's log records on stderr, unless the user set handlers.
+
+    Undoes ``use_hydra_logging``: the last ``BuiltinLogger`` built decides.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    _remove(logger, _StdoutHandler)
     if not logger.handlers:
         handler = _CurrentStderrHandler()
         handler.setFormatter(_FORMATTER)
         logger.addHandler(handler)
-        logger.propagate = False
-    if logger.level == logging.NOTSET:
-        logger.setLevel(DETAIL)
-    return logger
+    logger.propagate = False
 
 
 def use_hydra_logging() -> None:
@@ -72,16 +82,25 @@ def use_hydra_logging() -> None:
     handler of DRYTorch's own. Without a configured root logger, the records
     go to stdout.
     """
-    logger = get_logger()
-    for handler in list(logger.handlers):
-        if isinstance(handler, _CurrentStderrHandler):
-            logger.removeHandler(handler)
+    logger = logging.getLogger(LOGGER_NAME)
+    _remove(logger, _CurrentStderrHandler)
     if logging.getLogger().handlers:
+        _remove(logger, _StdoutHandler)
         logger.propagate = True
     elif not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler(sys.stdout)
         handler.setFormatter(_FORMATTER)
         logger.addHandler(handler)
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """DRYTorch's own stdout handler, for Hydra mode without a root logger."""
+
+
+def _remove(logger: logging.Logger, kind: type[logging.Handler]) -> None:
+    for handler in list(logger.handlers):
+        if isinstance(handler, kind):
+            logger.removeHandler(handler)
 
 
 class BuiltinLogger(tracking.Tracker):
@@ -98,9 +117,11 @@ class BuiltinLogger(tracking.Tracker):
     def __init__(self, level: int = METRICS, *, hydra: bool = False) -> None:
         super().__init__()
         self.level = level
-        self._logger = get_logger()
         if hydra:
             use_hydra_logging()
+        else:
+            use_stderr_logging()
+        self._logger = get_logger()
 
     def log(self, level: int, message: str, *args: object) -> None:
         """Log ``message`` if ``level`` is shown at this tracker's verbosity."""
