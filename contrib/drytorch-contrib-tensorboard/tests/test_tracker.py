@@ -323,3 +323,22 @@ def test_flush_secs_must_be_positive() -> None:
 def test_config_text_of_a_plain_value() -> None:
     assert config_text(None) == '```toml\nvalue = "<None>"\n```'
     assert config_text({}) == '```toml\n```'
+
+
+def test_epochs_after_a_loaded_checkpoint_are_not_duplicated(
+    tmp_path: pathlib.Path,
+) -> None:
+    exp = experiment()
+    with exp.create_run('r1'):
+        trained = trainer()
+        trained.train(2)
+        trained.save_checkpoint()
+        trained.train(1)  # epoch 3: logged, then superseded by the resume
+    with exp.create_run('r1', resume=True):
+        trained.load_checkpoint()  # back at epoch 2
+        trained.train(2)  # epochs 3 and 4 again
+        kept = trained.computed_metrics['MSE']
+    found = scalars(run_folder(tmp_path, 'r1'))
+    steps = [step for step, _ in found['net/Trainer-MSE']]
+    assert steps == [1, 2, 3, 4]  # epoch 3 once, from the second session
+    assert found['net/Trainer-MSE'][-1][1] == pytest.approx(kept)

@@ -4,6 +4,7 @@
     drytorch show RUN [--json]                   config, environment, metrics, outputs
     drytorch compare RUN RUN [--json]            config and final-metric differences
     drytorch plot RUN [--metric M] [--out FILE]  learning curves from CSV or SQLite
+    drytorch verify RUN [--json]                 checkpoints load and match, environment
     drytorch plugins [--json]                    plugins, their origin and hooks
 
 RUN is a run id; add ``--experiment NAME`` when two experiments share it.
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from drytorch.cli import plugins, runs
+    from drytorch.cli import plugins, runs, verify
 
     parser = argparse.ArgumentParser(
         prog='drytorch', description='Inspect DRYTorch runs and plugins.'
@@ -76,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     registry_options(plot)
     plot.add_argument('--metric', '-m', help='only this metric')
     plot.add_argument('--out', '-o', type=pathlib.Path, help='PNG file to write')
+
+    check = command(
+        'verify', "check a run's checkpoints and environment", verify.verify
+    )
+    check.add_argument('run', metavar='RUN')
+    registry_options(check)
+    check.add_argument('--json', action='store_true', help='print JSON')
 
     found = command('plugins', 'list registered plugins', plugins.list_plugins)
     found.add_argument('--json', action='store_true', help='print JSON')

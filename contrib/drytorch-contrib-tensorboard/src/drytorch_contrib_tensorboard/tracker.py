@@ -17,6 +17,10 @@ What is written:
   changes, at step = the epochs completed when it changed;
 - ``config``: the run's configuration as TOML text, at each session's start.
 
+When a checkpoint is loaded, the steps after its epoch are purged: a run that
+was interrupted and continued from a checkpoint shows each epoch once, with
+the values of the session that finished it.
+
 TensorBoard itself is imported when a run starts, not with this module.
 """
 
@@ -95,6 +99,10 @@ class TensorBoard(Dumper):
         super().__init__(par_dir)
         self.flush_secs = flush_secs
         self._writer: SummaryWriter | None = None
+        # opened lazily: a resumed session that loads a checkpoint first opens
+        # its one event file with the purge step of that checkpoint
+        self._pending_config: str | None = None
+        self._purge_step: int | None = None
 
     @property
     def writer(self) -> SummaryWriter:
@@ -104,15 +112,22 @@ class TensorBoard(Dumper):
             TrackerError: no run of this tracker's experiment is active.
         """
         if self._writer is None:
-            self._writer = self._open()
+            self._writer = self._open(self._purge_step)
+            if self._pending_config is not None:
+                self._writer.add_text(CONFIG_TAG, self._pending_config, global_step=0)
+                self._pending_config = None
         return self._writer
 
-    def _open(self) -> SummaryWriter:
+    def _open(self, purge_step: int | None = None) -> SummaryWriter:
         from torch.utils.tensorboard import SummaryWriter
 
         # A new writer makes a new event file: a resumed run appends a file to
         # its folder and never rewrites the earlier ones.
-        return SummaryWriter(log_dir=str(self.run_dir), flush_secs=self.flush_secs)
+        return SummaryWriter(
+            log_dir=str(self.run_dir),
+            flush_secs=self.flush_secs,
+            purge_step=purge_step,
+        )
 
     def _close(self) -> None:
         if self._writer is not None:
@@ -128,7 +143,8 @@ class TensorBoard(Dumper):
     def _(self, event: log_events.RunStartEvent) -> None:
         self._close()  # a writer left open by a run that never stopped
         super().notify(event)
-        self.writer.add_text(CONFIG_TAG, config_text(event.config), global_step=0)
+        self._pending_config = config_text(event.config)
+        self._purge_step = None
 
     @notify.register
     def _(self, event: log_events.MetricsEvent) -> None:
@@ -147,6 +163,14 @@ class TensorBoard(Dumper):
             )
 
     @notify.register
+    def _(self, event: log_events.CheckpointEvent) -> None:
+        if event.action == 'load':
+            # Epochs after the checkpoint will be measured again: TensorBoard
+            # drops what an interrupted session logged from there on.
+            self._close()
+            self._purge_step = event.epoch + 1
+
+    @notify.register
     def _(self, event: log_events.TrainingEndEvent) -> None:
         if self._writer is not None:
             self._writer.flush()
@@ -158,5 +182,7 @@ class TensorBoard(Dumper):
 
     @notify.register
     def _(self, event: log_events.RunStopEvent) -> None:
+        if self._pending_config is not None:
+            _ = self.writer  # a session that logged nothing still shows its config
         self._close()
         super().notify(event)
