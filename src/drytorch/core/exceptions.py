@@ -28,6 +28,7 @@ __all__ = [
     'RunAlreadyExistsError',
     'RunInUseError',
     'RunNotFoundError',
+    'SeedMismatchError',
     'SettingsError',
     'TrackerError',
     'TrackerFailureWarning',
@@ -155,6 +156,19 @@ class ModuleAlreadyRegisteredError(DryTorchError):
 
 class ModuleNotRegisteredError(DryTorchError):
     """A model that does not belong to the active run was used in it."""
+
+
+class SeedMismatchError(DryTorchError):
+    """A run was resumed with an explicit seed other than its recorded one."""
+
+    def __init__(self, run_id: str, recorded: int, asked: int) -> None:
+        self.recorded = recorded
+        self.asked = asked
+        super().__init__(
+            f'Cannot resume run {run_id!r} with seed {asked}: it was created with '
+            f'seed {recorded}, and a run keeps its seed. Resume it without a seed '
+            '(its recorded one is used), or start a new run to use another seed.'
+        )
 
 
 class SettingsError(DryTorchError):

@@ -26,6 +26,7 @@ from drytorch.core import (
     log_events,
     registry,
     scope,
+    seeding,
     settings,
     snapshot,
     tracking,
@@ -110,7 +111,12 @@ class Experiment(Generic[ConfigT]):
         return result  # type: ignore[no-any-return]
 
     def create_run(
-        self, run_id: str | None = None, *, resume: bool = False
+        self,
+        run_id: str | None = None,
+        *,
+        resume: bool = False,
+        seed: int | None = None,
+        deterministic: bool | None = None,
     ) -> Run[ConfigT]:
         """Create a run, or get a recorded one back with ``resume=True``.
 
@@ -122,6 +128,13 @@ class Experiment(Generic[ConfigT]):
             resume: continue the run ``run_id``, or the newest run of this
                 experiment when ``run_id`` is ``None``. With no run recorded, a
                 new run is created (with a warning).
+            seed: the run's seed, from 0 to 2**32 - 1; by default the ``seed``
+                setting, else one drawn at random. Python's ``random``, NumPy
+                and torch are seeded from it whenever the run starts. A
+                resumed run keeps its recorded seed.
+            deterministic: make torch use deterministic algorithms while the
+                run is active; by default the ``deterministic`` setting, and
+                for a resumed run, when that is not set, its recorded mode.
 
         Returns:
             The run, not started yet: use it as a context manager, or call
@@ -134,11 +147,17 @@ class Experiment(Generic[ConfigT]):
             RunInUseError: another live process runs it.
             CorruptRecordError: its record cannot be read.
             InvalidNameError: ``run_id`` cannot be used as a file name.
+            SeedMismatchError: ``seed`` is not the resumed run's recorded seed.
+            TypeError, ValueError: ``seed`` is not an integer in range.
         """
         if run_id is not None:
             get_host().hook.validate_name(name=run_id, kind='run')
+        if seed is not None:
+            seed = seeding.check_seed(seed)
+        if deterministic is not None and not isinstance(deterministic, bool):
+            raise TypeError(f'deterministic must be a boolean, got {deterministic!r}.')
         if not resume:
-            return self._new_run(run_id)
+            return self._new_run(run_id, seed, deterministic)
         target = run_id or self.registry.last_id(self.key)
         if target is None:
             warnings.warn(
@@ -146,9 +165,16 @@ class Experiment(Generic[ConfigT]):
                 exceptions.DryTorchWarning,
                 stacklevel=2,
             )
-            return self._new_run(None)
+            return self._new_run(None, seed, deterministic)
         if target in self._runs:
-            return self._runs[target]
+            run = self._runs[target]
+            if seed is not None and seed != run.seed:
+                raise exceptions.SeedMismatchError(target, run.seed, seed)
+            if deterministic is not None:
+                run._deterministic = deterministic
+            if run.deterministic:
+                seeding.set_cublas_config()
+            return run
         try:
             record = self.registry.read(self.key, target)
         except FileNotFoundError:
@@ -159,16 +185,18 @@ class Experiment(Generic[ConfigT]):
                 stacklevel=2,
             )
             try:
-                return self._new_run(target)
+                return self._new_run(target, seed, deterministic)
             except exceptions.RunAlreadyExistsError:  # another process won the race
                 record = self.registry.read(self.key, target)
-        return self._resume(record)
+        return self._resume(record, seed, deterministic)
 
     def list_runs(self) -> list[registry.RunRecord]:
         """Return the recorded runs of this experiment, oldest first."""
         return self.registry.list_runs(self.key)
 
-    def _new_run(self, run_id: str | None) -> Run[ConfigT]:
+    def _new_run(
+        self, run_id: str | None, seed: int | None, deterministic: bool | None
+    ) -> Run[ConfigT]:
         self.registry.ensure_experiment(
             self.key,
             {
@@ -178,6 +206,18 @@ class Experiment(Generic[ConfigT]):
                 'created_at': registry.now(),
             },
         )
+        config_settings = settings.get_settings()
+        if seed is not None:
+            seed_source = 'argument'
+        elif config_settings.seed is not None:
+            seed, seed_source = config_settings.seed, 'setting'
+        else:
+            seed, seed_source = seeding.draw_seed(), 'drawn'
+        if deterministic is None:
+            deterministic = bool(config_settings.deterministic)
+        if deterministic:  # before the accelerator lookup may initialise CUDA
+            seeding.set_cublas_config()
+        env = environment.capture_all()
         record = {
             'record_version': RECORD_VERSION,
             'experiment': self.name,
@@ -189,19 +229,37 @@ class Experiment(Generic[ConfigT]):
             'tags': list(self.tags),
             'config_class': _qualname(type(self.config)),
             'config_hash': snapshot.config_hash(self.config),
+            'seed': seed,
+            'seed_source': seed_source,
+            'deterministic': deterministic,
             'config': snapshot.to_toml(self.config),
-            'environment': environment.capture(),
+            'environment': env.record,
         }
         try:
             new_id = self.registry.create(self.key, record, run_id)
         except FileExistsError:
             assert run_id is not None
             raise exceptions.RunAlreadyExistsError(run_id, self.name) from None
-        run = Run(self, new_id, {'id': new_id, **record}, recorded=False)
+        run = Run(
+            self,
+            new_id,
+            {'id': new_id, **record},
+            recorded=False,
+            seed=seed,
+            deterministic=deterministic,
+        )
+        _write_beside(run.packages_path, env.packages.text.encode())
+        if env.diff is not None:
+            _write_beside(run.diff_path, env.diff)
         self._runs[new_id] = run
         return run
 
-    def _resume(self, record: registry.RunRecord) -> Run[ConfigT]:
+    def _resume(
+        self,
+        record: registry.RunRecord,
+        seed: int | None,
+        deterministic: bool | None,
+    ) -> Run[ConfigT]:
         if record.config_hash != snapshot.config_hash(self.config):
             differences = snapshot.diff(record.config, snapshot.to_toml(self.config))
             raise exceptions.ConfigMismatchError(
@@ -221,7 +279,41 @@ class Experiment(Generic[ConfigT]):
             )
         if record.status == 'running':
             raise exceptions.RunInUseError(record.id, registry.holder(record))
-        run = Run(self, record.id, dict(record.data), recorded=True)
+        recorded_seed = record.data.get('seed')
+        config_settings = settings.get_settings()
+        if recorded_seed is None:  # recorded before runs had seeds
+            recorded_seed = seed
+            if recorded_seed is None:
+                recorded_seed = config_settings.seed
+            if recorded_seed is None:
+                recorded_seed = seeding.draw_seed()
+        elif isinstance(recorded_seed, bool) or not isinstance(recorded_seed, int):
+            raise exceptions.CorruptRecordError(
+                record.path, f'field seed has type {type(recorded_seed).__name__}'
+            )
+        elif seed is not None and seed != recorded_seed:
+            raise exceptions.SeedMismatchError(record.id, recorded_seed, seed)
+        elif config_settings.seed is not None and config_settings.seed != recorded_seed:
+            warnings.warn(
+                f'The seed setting ({config_settings.seed}) differs from the seed '
+                f'run {record.id!r} was created with: it keeps {recorded_seed}.',
+                exceptions.DryTorchWarning,
+                stacklevel=3,
+            )
+        if deterministic is None:
+            deterministic = config_settings.deterministic
+        if deterministic is None:
+            deterministic = record.data.get('deterministic') is True
+        if deterministic:
+            seeding.set_cublas_config()
+        run = Run(
+            self,
+            record.id,
+            dict(record.data),
+            recorded=True,
+            seed=recorded_seed,
+            deterministic=deterministic,
+        )
         self._runs[record.id] = run
         return run
 
@@ -253,6 +345,8 @@ class Run(Generic[ConfigT]):
         record: dict[str, Any],
         *,
         recorded: bool,
+        seed: int,
+        deterministic: bool,
     ) -> None:
         self.experiment = experiment
         self.id = run_id
@@ -264,6 +358,19 @@ class Run(Generic[ConfigT]):
         self._lock = experiment.registry.lock(experiment.key, run_id)
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._last_error_at_start: object = None
+        self._seed = seed
+        self._deterministic = deterministic
+        self._deterministic_state: seeding.DeterministicState | None = None
+
+    @property
+    def seed(self) -> int:
+        """The run's seed: every start and resume seeds the generators with it."""
+        return self._seed
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether torch runs in deterministic mode while the run is active."""
+        return self._deterministic
 
     @property
     def status(self) -> log_events.RunStatus:
@@ -275,6 +382,21 @@ class Run(Generic[ConfigT]):
     def record_path(self) -> pathlib.Path:
         """The run's record file."""
         return self.experiment.registry.record_path(self.experiment.key, self.id)
+
+    @property
+    def packages_path(self) -> pathlib.Path:
+        """The file listing the installed packages, beside the record."""
+        record = self.record_path
+        return record.with_name(f'{record.stem}.packages.txt')
+
+    @property
+    def diff_path(self) -> pathlib.Path:
+        """The file with the uncommitted changes of the code, beside the record.
+
+        It exists only if the code's git work tree was dirty at creation.
+        """
+        record = self.record_path
+        return record.with_name(f'{record.stem}.diff')
 
     @property
     def is_active(self) -> bool:
@@ -302,12 +424,21 @@ class Run(Generic[ConfigT]):
             scope.enter(self)
             exp.trackers.activate(host)
             started = registry.now()
+            recorded_seed = self._record.get('seed')
+            if isinstance(recorded_seed, int) and not isinstance(recorded_seed, bool):
+                self._seed = recorded_seed  # the record wins a race
+            packages_hash = self._update_packages()
             session = {
                 'started_at': started,
                 'pid': os.getpid(),
                 'host': registry.this_host(),
+                'seed': self._seed,
+                'deterministic': self._deterministic,
+                'packages_hash': packages_hash,
             }
             self._record.update(
+                seed=self._seed,
+                deterministic=self._deterministic,
                 status='running',
                 started_at=started,
                 pid=os.getpid(),
@@ -338,8 +469,26 @@ class Run(Generic[ConfigT]):
         )
         self.start_event = event
         host.broadcast('on_run_start', event)
+        # After the trackers: the user's code draws the same numbers whatever
+        # the trackers did.
+        if self._deterministic:
+            self._deterministic_state = seeding.enable_deterministic()
+        seeding.seed_everything(self._seed)
         self._save_summary()  # where trackers write, known even if the run crashes
         return self
+
+    def _update_packages(self) -> str:
+        """Rewrite the packages file if they changed since the last session."""
+        installed = environment.packages()
+        sessions = self._record.get('sessions') or []
+        last = sessions[-1] if sessions and isinstance(sessions[-1], dict) else {}
+        env = self._record.get('environment')
+        previous = last.get('packages_hash') or (
+            env.get('packages_hash') if isinstance(env, dict) else None
+        )
+        if previous != installed.hash or not self.packages_path.exists():
+            _write_beside(self.packages_path, installed.text.encode())
+        return installed.hash
 
     def _save_summary(self) -> None:
         if self.summary and self.summary != self._record.get('summary'):
@@ -367,6 +516,9 @@ class Run(Generic[ConfigT]):
         finally:
             exp.trackers.deactivate()
             scope.exit(self)
+            if self._deterministic_state is not None:
+                seeding.restore_deterministic(self._deterministic_state)
+                self._deterministic_state = None
             if self._finalizer is not None:
                 self._finalizer.detach()
             self._record.update(status=status, stopped_at=stopped)
@@ -421,3 +573,14 @@ def experiment_key(name: str, par_dir: pathlib.Path) -> str:
 
 def _qualname(cls: type) -> str:
     return f'{cls.__module__}.{cls.__qualname__}'
+
+
+def _write_beside(path: pathlib.Path, content: bytes) -> None:
+    """Write a file beside a run record: whole or not at all, not synced."""
+    temp = path.with_name(f'.tmp-{os.getpid()}-{path.name}')
+    try:
+        temp.write_bytes(content)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

@@ -21,7 +21,7 @@ from typing import Any
 
 import platformdirs
 
-from drytorch.core import exceptions
+from drytorch.core import exceptions, seeding
 
 __all__ = ['ENV_VARS', 'INIT_MODES', 'Settings', 'find_pyproject', 'get_settings']
 
@@ -34,6 +34,8 @@ ENV_VARS = {
     'strict_plugins': 'DRYTORCH_STRICT_PLUGINS',
     'par_dir': 'DRYTORCH_PAR_DIR',
     'trackers': 'DRYTORCH_TRACKERS',
+    'seed': 'DRYTORCH_SEED',
+    'deterministic': 'DRYTORCH_DETERMINISTIC',
 }
 _TRUE = {'1', 'true', 'yes', 'on'}
 _FALSE = {'0', 'false', 'no', 'off', ''}
@@ -51,6 +53,10 @@ class Settings:
         par_dir: the default output folder of experiments.
         trackers: names of trackers added to the defaults of the init mode
             (offered by plugins through ``tracker_types``).
+        seed: the seed of new runs that get none from ``create_run``; None
+            draws one per run.
+        deterministic: run in deterministic mode unless ``create_run`` says
+            otherwise; None when not set (off).
         plugin_tables: ``[tool.drytorch.<name>]`` tables, owned by plugins.
         source: the pyproject.toml the settings came from, if any.
     """
@@ -63,6 +69,8 @@ class Settings:
     strict_plugins: bool = False
     par_dir: pathlib.Path = pathlib.Path('.')
     trackers: tuple[str, ...] = ()
+    seed: int | None = None
+    deterministic: bool | None = None
     plugin_tables: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
@@ -160,10 +168,24 @@ def _convert(key: str, value: Any, base: pathlib.Path, origin: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise exceptions.SettingsError(f'{origin}: {key} must be a list of names.')
         return frozenset(value) if key == 'disable_plugins' else tuple(value)
-    if key == 'strict_plugins':
+    if key in ('strict_plugins', 'deterministic'):
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise exceptions.SettingsError(f'{origin}: strict_plugins must be a boolean.')
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise exceptions.SettingsError(f'{origin}: {key} must be a boolean.')
+    if key == 'seed':
+        if isinstance(value, str):
+            if not value.strip():
+                return None  # an empty variable: no seed, one is drawn per run
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise exceptions.SettingsError(
+                    f'{origin}: seed must be an integer, got {value!r}.'
+                ) from None
+        try:
+            return seeding.check_seed(value)
+        except (TypeError, ValueError) as err:
+            raise exceptions.SettingsError(f'{origin}: {err}') from None
     raise AssertionError(key)  # pragma: no cover - every known key is handled
