@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from drytorch import DataLoader, Experiment, Model, Trainer, hookimpl
+from drytorch import DataLoader, Experiment, Loss, Metric, Model, Trainer, hookimpl
 from drytorch.core import checkpointing, exceptions, plugins, registering
 from drytorch.lib import hooks, rng
 from tests import training_kit as kit
@@ -180,7 +180,8 @@ def test_rng_states_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert np.random.rand() == first
     monkeypatch.setattr(rng, '_numpy', lambda: None)
     states = rng.get_states()
-    assert set(states) == {'python', 'torch'}
+    assert set(states) == {'python', 'words', 'sizes'}
+    assert states['sizes'][1] == 0  # no NumPy keys
     expected = random.random(), torch.rand(2)
     rng.set_states(states)
     assert random.random() == expected[0]
@@ -220,6 +221,10 @@ def mse(outputs, targets):
 
 experiment = Experiment(None, name=NAME)
 with experiment.create_run(run_id=RUN, resume=MODE == 'resume'):
+    # After the run start, which may seed the generators itself.
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
     module = nn.Sequential(
         nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1)
     )
@@ -434,33 +439,70 @@ class MemoryBackend:
     """A third-party storage backend keeping checkpoints in memory."""
 
     def __init__(self) -> None:
-        self.store: dict[tuple[checkpointing.CheckpointLocation, int], bytes] = {}
+        self.store: dict[tuple[checkpointing.CheckpointLocation, int, int], bytes] = {}
 
     @hookimpl
     def save_checkpoint(
         self,
         location: checkpointing.CheckpointLocation,
         epoch: int,
+        batch: int,
         state: Mapping[str, Any],
     ) -> str:
         buffer = io.BytesIO()
         torch.save(dict(state), buffer)
-        self.store[location, epoch] = buffer.getvalue()
-        return f'memory://{location.run_id}/{location.model_name}/{epoch}'
+        self.store[location, epoch, batch] = buffer.getvalue()
+        return f'memory://{location.run_id}/{location.model_name}/{epoch}/{batch}'
 
     @hookimpl
     def load_checkpoint(
-        self, location: checkpointing.CheckpointLocation, epoch: int
+        self, location: checkpointing.CheckpointLocation, epoch: int, batch: int
     ) -> dict[str, Any] | None:
-        content = self.store.get((location, epoch))
+        content = self.store.get((location, epoch, batch))
         if content is None:
             return None
         state: dict[str, Any] = torch.load(io.BytesIO(content), weights_only=True)
         return state
 
     @hookimpl
-    def list_checkpoints(self, location: checkpointing.CheckpointLocation) -> list[int]:
-        return [epoch for where, epoch in self.store if where == location]
+    def list_checkpoints(
+        self, location: checkpointing.CheckpointLocation
+    ) -> list[tuple[int, int]]:
+        return [
+            (epoch, batch) for where, epoch, batch in self.store if where == location
+        ]
+
+    @hookimpl
+    def delete_checkpoint(
+        self, location: checkpointing.CheckpointLocation, epoch: int, batch: int
+    ) -> bool | None:
+        return self.store.pop((location, epoch, batch), None) is not None
+
+
+class LegacyBackend:
+    """A backend of the first contract: epochs only, no batch, no deletion."""
+
+    def __init__(self) -> None:
+        self.store: dict[int, bytes] = {}
+
+    @hookimpl
+    def save_checkpoint(self, epoch: int, state: Mapping[str, Any]) -> str:
+        buffer = io.BytesIO()
+        torch.save(dict(state), buffer)
+        self.store[epoch] = buffer.getvalue()
+        return f'legacy://{epoch}'
+
+    @hookimpl
+    def load_checkpoint(self, epoch: int) -> dict[str, Any] | None:
+        content = self.store.get(epoch)
+        if content is None:
+            return None
+        state: dict[str, Any] = torch.load(io.BytesIO(content), weights_only=True)
+        return state
+
+    @hookimpl
+    def list_checkpoints(self) -> list[int]:
+        return list(self.store)
 
 
 @pytest.mark.usefixtures('run')
@@ -469,12 +511,323 @@ def test_a_storage_plugin_takes_over(host: plugins.PluginHost, rec: Recorder) ->
     host.register(backend, 'memory')
     trainer = kit.trainer()
     trainer.train(2)
-    assert trainer.save_checkpoint() == 'memory://r/Model/2'
+    assert trainer.save_checkpoint() == 'memory://r/Model/2/0'
     saved = kit.weights(trainer.model)
     trainer.train(1)
     trainer.load_checkpoint()
     assert trainer.model.epoch == 2
     assert kit.same_weights(kit.weights(trainer.model), saved)
     assert not pathlib.Path('checkpoints').exists()  # no local file
-    assert [key[1] for key in backend.store] == [2]
-    assert rec.events('on_checkpoint_save')[0].location == 'memory://r/Model/2'
+    assert [key[1:] for key in backend.store] == [(2, 0)]
+    assert rec.events('on_checkpoint_save')[0].location == 'memory://r/Model/2/0'
+
+    trainer.checkpoint_every(steps=4, keep_last=2)
+    trainer.train(2)  # 6 batches an epoch: steps 16, 20 and 24 (an epoch end)
+    assert sorted(key[1:] for key in backend.store) == [(3, 2), (4, 0)]
+    trainer.load_checkpoint(3, 2)
+    assert trainer.steps == 20
+    assert not pathlib.Path('checkpoints').exists()
+
+
+@pytest.mark.usefixtures('run')
+def test_a_backend_of_the_first_contract_keeps_epoch_checkpoints(
+    host: plugins.PluginHost,
+) -> None:
+    backend = LegacyBackend()
+    host.register(backend, 'legacy')
+    trainer = kit.trainer()
+    trainer.train(1)
+    assert trainer.save_checkpoint() == 'legacy://1'
+    trainer.train(1)
+    trainer.load_checkpoint()
+    assert trainer.model.epoch == 1
+    assert checkpointing.list_positions(trainer._location()) == [(1, 0)]
+    trainer.checkpoint_every(steps=2)
+    with pytest.raises(exceptions.CheckpointError, match="'legacy' does not support"):
+        trainer.train(1)
+    assert list(backend.store) == [1]  # the epoch's checkpoint was not overwritten
+    trainer.load_checkpoint()
+    trainer.checkpoint_every(epochs=1, keep_last=1)
+    with pytest.warns(exceptions.DryTorchWarning, match='delete_checkpoint'):
+        trainer.train(2)
+    assert sorted(backend.store) == [1, 2, 3]  # nothing could be deleted
+
+
+# --- checkpoints inside epochs, resume, retention ------------------------------------
+
+
+def _metered_trainer(model: Model[Any, Any] | None = None) -> AnyTrainer:
+    """Dropout, a per-sample metric, validation and hooks: all of the state."""
+    if model is None:
+        torch.manual_seed(0)
+        model = Model(
+            nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.3), nn.Linear(8, 1)),
+            device='cpu',
+        )
+    trainer = kit.trainer(
+        model,
+        loss=(kit.mse() + 0.5 * Loss(_mae, 'MAE')) | Metric(_worst, 'Worst'),
+    )
+    trainer.add_validation(DataLoader(kit.regression(16, seed=1), 8))
+    trainer.post_epoch_hooks.register(hooks.ReduceLROnPlateau(factor=0.5, patience=0))
+    return trainer
+
+
+def _mae(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs - targets).abs().mean()
+
+
+def _worst(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs - targets).abs().amax(1)
+
+
+def test_step_and_epoch_checkpoints_are_named_by_position(rec: Recorder) -> None:
+    with kit.experiment().create_run(run_id='r'):
+        trainer = kit.trainer()  # 48 samples, batch 8: 6 steps an epoch
+        trainer.checkpoint_every(epochs=2, steps=4)
+        trainer.train(3)
+        positions = checkpointing.list_positions(trainer._location())
+    # Steps 4, 8 and 16 inside epochs; 12 ends epoch 2, saved once with it;
+    # epoch 3 ends at step 18, not a multiple of 2 epochs.
+    assert positions == [(0, 4), (1, 2), (2, 0), (2, 4)]
+    assert sorted(p.name for p in folder().iterdir()) == [
+        'epoch_0_batch_4.pt',
+        'epoch_1_batch_2.pt',
+        'epoch_2.pt',
+        'epoch_2_batch_4.pt',
+    ]
+    assert trainer.steps == 18
+    saves = rec.events('on_checkpoint_save')
+    assert [event.epoch for event in saves] == [0, 1, 2, 2]
+
+
+def test_every_position_continues_exactly_in_process(rec: Recorder) -> None:
+    with kit.experiment().create_run(run_id='r'):
+        trainer = _metered_trainer()
+        trainer.checkpoint_every(epochs=1, steps=4)
+        trainer.train(4)
+        straight = kit.weights(trainer.model)
+        history = [(e.source_name, e.epoch, e.metrics) for e in rec.metrics()]
+        positions = checkpointing.list_positions(trainer._location())
+        assert len(positions) == 8  # every epoch, and steps 4, 8, 16 and 20
+        for epoch, batch in positions:
+            registering.unregister_model(trainer.model)
+            trainer = _metered_trainer()
+            trainer.checkpoint_every(epochs=1, steps=4)
+            rec.calls.clear()
+            trainer.load_checkpoint(epoch, batch)
+            assert trainer.steps == epoch * 6 + batch
+            trainer.train_until(4)
+            assert kit.same_weights(kit.weights(trainer.model), straight), (
+                epoch,
+                batch,
+            )
+            again = [(e.source_name, e.epoch, e.metrics) for e in rec.metrics()]
+            assert again == history[len(history) - len(again) :], (epoch, batch)
+            assert len(again) == 2 * (4 - epoch)  # the resumed epoch is reported
+        assert checkpointing.list_positions(trainer._location()) == positions
+
+
+@pytest.mark.usefixtures('run')
+def test_resume_loads_the_latest_position_or_does_nothing() -> None:
+    trainer = kit.trainer()
+    assert trainer.resume() is False
+    assert trainer.model.epoch == 0 and trainer.steps == 0
+    trainer.checkpoint_every(steps=5)
+    trainer.train(2)  # steps 5 and 10: (0, 5) and (1, 4)
+    straight = kit.weights(trainer.model)
+    registering.unregister_model(trainer.model)
+
+    again = kit.trainer(kit.linear(seed=3))
+    again.checkpoint_every(steps=5)
+    assert again.resume() is True
+    assert (again.model.epoch, again.steps) == (1, 10)
+    assert again.save_checkpoint().endswith('epoch_1_batch_4.pt')  # still there
+    again.train_until(2)
+    assert kit.same_weights(kit.weights(again.model), straight)
+    assert again.save_checkpoint().endswith('epoch_2.pt')
+
+
+@pytest.mark.usefixtures('run')
+def test_a_loader_that_cannot_skip_drops_the_trained_batches() -> None:
+    def plain() -> AnyTrainer:
+        return Trainer(
+            kit.linear(),
+            loader=torch.utils.data.DataLoader(kit.regression(), batch_size=8),
+            loss=kit.mse(),
+            learning_schema=kit.trainer().learning_schema,
+        )
+
+    trainer = plain()
+    trainer.checkpoint_every(steps=4)
+    trainer.train(2)
+    straight = kit.weights(trainer.model)
+    metrics = trainer.computed_metrics
+    for model in (trainer.model, kit.trainer().model):
+        registering.unregister_model(model)
+    resumed = plain()
+    resumed.load_checkpoint(1, 2)
+    resumed.train_until(2)
+    assert kit.same_weights(kit.weights(resumed.model), straight)
+    assert resumed.computed_metrics == metrics
+
+
+@pytest.mark.usefixtures('run')
+def test_retention_keeps_the_last_the_best_and_the_latest() -> None:
+    trainer = kit.trainer()
+    trainer.add_validation(DataLoader(kit.regression(16, seed=1), 8))
+    losses: list[float] = []
+    trainer.post_epoch_hooks.register(
+        lambda t: losses.append(t.validation.computed_metrics['MSE'])
+    )
+    trainer.checkpoint_every(epochs=1, steps=4, keep_last=2, keep_best=('MSE', 2))
+    trainer.update_learning_rate(base_lr=0.3)  # noisy: the best are not the last
+    trainer.train(8)
+    best = sorted(range(1, 9), key=lambda e: losses[e - 1])[:2]
+    last = checkpointing.list_positions(trainer._location())[-2:]
+    expected = sorted({*last, *((e, 0) for e in best)})
+    assert checkpointing.list_positions(trainer._location()) == expected
+    assert last[-1] == (8, 0)
+
+    trainer.load_checkpoint(best[0])  # the best, not the latest
+    trainer.checkpoint_every(keep_last=1)
+    trainer.save_checkpoint()  # saving again at the best epoch
+    assert checkpointing.list_positions(trainer._location()) == sorted(
+        {(best[0], 0), (8, 0)}
+    )  # the latest is never deleted
+
+    with pytest.raises(ValueError, match='keep_last must be an integer >= 1'):
+        trainer.checkpoint_every(keep_last=0)
+    with pytest.raises(ValueError, match=r'keep_best must be \(metric, k\)'):
+        trainer.checkpoint_every(keep_best=('MSE', 0))
+    with pytest.raises(ValueError, match='steps must be an integer >= 1'):
+        trainer.checkpoint_every(steps=0)
+    with pytest.raises(ValueError, match='epochs must be an integer'):
+        trainer.checkpoint_every(epochs=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='keep_best must be'):
+        trainer.checkpoint_every(keep_best=(3, 1))  # type: ignore[arg-type]
+    trainer.checkpoint_every(epochs=1, keep_best=('Accuracy', 1))
+    with pytest.raises(exceptions.CheckpointError, match="'Accuracy'"):
+        trainer.train(1)
+
+
+@pytest.mark.usefixtures('run')
+def test_keep_best_follows_the_metric_direction() -> None:
+    trainer = kit.trainer(loss=kit.mse() | Metric(_mae, 'Score', higher_is_better=True))
+    scores: list[float] = []
+    trainer.post_epoch_hooks.register(
+        lambda t: scores.append(t.computed_metrics['Score'])
+    )
+    trainer.checkpoint_every(epochs=1, keep_best=('Score', 1))
+    trainer.train(4)  # no validation: the trainer's metrics rank
+    best = max(range(1, 5), key=lambda e: scores[e - 1])
+    assert checkpointing.list_positions(trainer._location()) == sorted(
+        {(best, 0), (4, 0)}
+    )
+
+
+def stopper() -> hooks.EarlyStoppingCallback:
+    return hooks.EarlyStoppingCallback(patience=0, min_delta=1e9)  # stops at 2
+
+
+@pytest.mark.usefixtures('run')
+def test_a_stop_saved_in_the_checkpoint_is_honoured_once() -> None:
+    trainer = kit.trainer()
+    trainer.post_epoch_hooks.register(stopper())
+    trainer.checkpoint_every(epochs=1)
+    trainer.train(5)  # stopped at the first epoch without improvement
+    stopped = trainer.model.epoch
+    assert trainer.terminated is not None and stopped < 5
+    registering.unregister_model(trainer.model)
+
+    again = kit.trainer(kit.linear(seed=3))
+    again.post_epoch_hooks.register(stopper())
+    again.resume()
+    again.train_until(5)  # the uninterrupted run stopped here
+    assert again.model.epoch == stopped
+    again.train_until(stopped + 1)  # a new call trains again
+    assert again.model.epoch == stopped + 1
+
+
+@pytest.mark.usefixtures('run')
+def test_a_checkpoint_of_format_one_still_loads() -> None:
+    trainer = kit.trainer()
+    trainer.train(2)
+    trainer.save_checkpoint()
+    state = torch.load(folder() / 'epoch_2.pt', weights_only=True)
+    for key in ('batch', 'step', 'objective', 'terminated', 'ranks'):
+        del state[key]
+    state['format'] = 1
+    torch.save(state, folder() / 'epoch_2.pt')
+    saved = kit.weights(trainer.model)
+    trainer.train(1)
+    trainer.load_checkpoint()
+    assert kit.same_weights(kit.weights(trainer.model), saved)
+    assert (trainer.model.epoch, trainer.steps) == (2, 12)
+
+
+@pytest.mark.usefixtures('run')
+def test_a_mid_epoch_checkpoint_of_another_loss_is_refused() -> None:
+    trainer = kit.trainer()
+    trainer.checkpoint_every(steps=3)
+    trainer.train(1)
+    registering.unregister_model(trainer.model)
+    other = kit.trainer(kit.linear(seed=2), loss=kit.mse() | FakeTorchmetricLike())
+    with pytest.raises(exceptions.CheckpointError, match='does not fit this loss'):
+        other.load_checkpoint(0, 3)
+
+
+class FakeTorchmetricLike:
+    """A torchmetrics-style member with a state of its own."""
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        pass
+
+    def compute(self) -> torch.Tensor:
+        return torch.zeros(())
+
+    def reset(self) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+def test_a_killed_save_leaves_no_temporary_file_behind() -> None:
+    with kit.experiment().create_run(run_id='r'):
+        trainer = kit.trainer()
+        trainer.train(1)
+        folder().mkdir(parents=True)
+        stale = folder() / '.tmp-999999999-0123abcd.pt'  # a killed process's
+        stale.write_bytes(b'half a checkpoint')
+        own = folder() / f'.tmp-{os.getpid()}-0123abcd.pt'  # a save in progress
+        own.write_bytes(b'')
+        assert checkpointing.list_positions(trainer._location()) == []
+        trainer.save_checkpoint()
+        assert not stale.exists() and own.exists()
+        own.unlink()
+        assert [p.name for p in folder().iterdir()] == ['epoch_1.pt']
+
+
+def test_rng_states_of_the_first_format_are_restored() -> None:
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    old = {
+        'python': {'version': version, 'state': list(internal), 'gauss': gauss},
+        'torch': torch.get_rng_state(),
+        'numpy': {
+            'name': name,
+            'keys': torch.from_numpy(keys.astype(np.int64)),
+            'pos': pos,
+            'has_gauss': has_gauss,
+            'cached_gaussian': cached,
+        },
+    }
+    expected = random.random(), float(np.random.rand()), torch.rand(2)
+    rng.set_states(old)
+    again = random.random(), float(np.random.rand()), torch.rand(2)
+    assert again[:2] == expected[:2]
+    assert torch.equal(again[2], expected[2])

@@ -103,8 +103,7 @@ def test_sampler_state_restores_the_next_epoch() -> None:
     loader = DataLoader(make_dataset(16), 4, seed=1)
     order(loader)
     state = loader.sampler_state()
-    assert state['epoch'] == 1
-    assert isinstance(state['generator_state'], torch.Tensor)
+    assert state == {'epoch': 1, 'seed': 1}  # each epoch's order derives from them
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
@@ -129,14 +128,80 @@ def test_sampler_state_is_a_copy() -> None:
 
 def test_invalid_sampler_state_is_refused() -> None:
     loader = DataLoader(make_dataset(), 2)
-    with pytest.raises(LoaderError, match=r"lacks \['generator_state'\]"):
-        loader.load_sampler_state({'epoch': 1})
-    with pytest.raises(LoaderError, match='no valid generator_state'):
-        loader.load_sampler_state({'epoch': 1, 'generator_state': [1, 2]})
+    with pytest.raises(LoaderError, match=r"lacks \['epoch'\]"):
+        loader.load_sampler_state({'seed': 1})
     with pytest.raises(LoaderError, match='cannot be restored'):
-        loader.load_sampler_state(
-            {'epoch': 1, 'generator_state': torch.zeros(3, dtype=torch.uint8)}
-        )
+        loader.load_sampler_state({'epoch': 'one'})
+    with pytest.raises(LoaderError, match='cannot be restored'):
+        loader.load_sampler_state({'epoch': 1, 'seed': 2.5})
+    with pytest.raises(LoaderError, match='negative epoch'):
+        loader.load_sampler_state({'epoch': -1})
+
+
+def test_a_state_of_the_first_format_restores_epoch_and_seed() -> None:
+    loader = DataLoader(make_dataset(16), 4, seed=5)
+    expected = [order(loader) for _ in range(3)][1:]
+    resumed = DataLoader(make_dataset(16), 4, seed=8)
+    resumed.load_sampler_state(
+        {'generator_state': torch.zeros(3, dtype=torch.uint8), 'epoch': 1, 'seed': 5}
+    )
+    assert [order(resumed) for _ in range(2)] == expected
+
+
+def test_the_first_epoch_follows_a_torch_loader_with_the_same_seed() -> None:
+    dataset = make_dataset(20)
+    torch_loader = data.DataLoader(
+        dataset,
+        batch_size=4,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(7),
+    )
+    first = [int(t) for _, targets in torch_loader for t in targets]
+    assert order(DataLoader(dataset, 4, seed=7)) == first
+
+
+def test_an_epoch_resumes_after_its_trained_batches() -> None:
+    loader = DataLoader(make_dataset(18), 4, seed=3)  # 4 batches, 2 samples dropped
+    order(loader)
+    iterator = iter(loader)
+    start = loader.epoch_start_state()
+    trained = [next(iterator) for _ in range(2)]
+    rest = [batch for batch in iterator]
+    following = order(loader)
+    assert start['epoch'] == 1 and loader.epoch_start_state()['epoch'] == 2
+
+    resumed = DataLoader(make_dataset(18), 4, seed=99)
+    resumed.load_sampler_state(start, skip_batches=2)
+    assert len(resumed) == 4  # the length of an epoch, whole
+    again = list(resumed)
+    assert len(trained) + len(again) == 4
+    for (inputs, targets), (inputs_again, targets_again) in zip(
+        rest, again, strict=True
+    ):
+        assert torch.equal(inputs, inputs_again)
+        assert torch.equal(targets, targets_again)
+    assert order(resumed) == following  # later epochs are whole
+    assert resumed.epoch == loader.epoch
+
+
+def test_epoch_start_state_before_training_and_in_inference() -> None:
+    loader = DataLoader(make_dataset(8), 4, seed=3)
+    assert loader.epoch_start_state()['epoch'] == 0
+    order(loader)
+    with torch.inference_mode():
+        order(loader)  # evaluation starts no training epoch
+    assert loader.epoch_start_state()['epoch'] == 0
+    loader.load_sampler_state(loader.epoch_start_state(), skip_batches=2)
+    assert list(loader) == []  # every batch was trained: nothing is left
+    assert len(order(loader)) == 8
+
+
+@pytest.mark.parametrize('skip', [-1, 3, True, 1.0])
+def test_invalid_skips_are_refused(skip: Any) -> None:
+    loader = DataLoader(make_dataset(10), 4)
+    with pytest.raises(LoaderError, match='skip_batches must be an int from 0 to 2'):
+        loader.load_sampler_state(loader.sampler_state(), skip_batches=skip)
 
 
 class EmptyTuple(NamedTuple):

@@ -767,3 +767,98 @@ def test_metric_or_loss_is_a_plain_collection() -> None:
     collection = Metric(mae, 'metric') | MSE
     assert type(collection) is MetricCollection
     assert list(collection.calculate(OUTPUTS, TARGETS)) == ['metric', 'MSE']
+
+
+# --- state_dict: resuming an epoch's aggregates -------------------------------------
+
+
+class SavableTorchmetric(FakeTorchmetric):
+    """A torchmetrics-style metric whose state can be saved."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {'correct': self.correct.clone(), 'total': self.total}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.correct = state['correct'].clone()
+        self.total = state['total']
+
+
+def _batches(n: int) -> list[tuple[Tensor, Tensor]]:
+    generator = torch.Generator().manual_seed(n)
+    return [
+        (
+            torch.randn(size, 2, generator=generator),
+            torch.randn(size, 2, generator=generator),
+        )
+        for size in (3, 5, 2, 4, 1, 6)[:n]
+    ]
+
+
+def _objectives() -> list[Objective[Tensor, Tensor]]:
+    return [
+        Metric(per_sample_error, 'Error'),
+        Loss(mse, 'MSE') - Loss(mae, 'MAE') / 3,
+        Loss(mse, 'MSE') | Metric(per_sample_error, 'Error'),
+        (Loss(mse, 'MSE') ** 2 + 0.5 * Loss(mae, 'MAE')) | Metric(mae, 'L1'),
+        MetricCollection(Metric(mae, 'L1'), as_objective(SavableTorchmetric(), 'Acc')),
+    ]
+
+
+@pytest.mark.parametrize('index', range(5))
+def test_a_state_restored_in_a_copy_ends_with_the_same_means(index: int) -> None:
+    batches = _batches(6)
+    straight = _objectives()[index]
+    for outputs, targets in batches:
+        straight.update(outputs, targets)
+    expected = straight.compute()
+
+    first = _objectives()[index]
+    for outputs, targets in batches[:4]:
+        first.update(outputs, targets)
+    state = pickle.loads(pickle.dumps(first.state_dict()))  # as through a file
+    for outputs, targets in batches[4:]:
+        first.update(outputs, targets)  # the state is a copy: unchanged
+    resumed = _objectives()[index]
+    resumed.load_state_dict(state)
+    for outputs, targets in batches[4:]:
+        resumed.update(outputs, targets)
+    computed = resumed.compute()
+    assert list(computed) == list(expected)
+    for name, value in expected.items():
+        assert torch.equal(computed[name], value), name  # bit for bit
+
+
+def test_the_state_is_plain_data() -> None:
+    loss = Loss(mse, 'MSE') | Metric(per_sample_error, 'Error')
+    assert loss.state_dict() == {'sums': {}, 'counts': {}, 'batches': 0}
+    loss.update(OUTPUTS, TARGETS)
+    state = loss.state_dict()
+    assert state['counts'] == {'MSE': 1, 'Error': 1}
+    assert state['batches'] == 1
+    assert state['sums']['MSE'].dtype == torch.float64
+    assert state['sums']['MSE'] is not loss._sums['MSE']
+
+
+def test_invalid_states_are_refused_naming_the_objective() -> None:
+    metric = Metric(mae, 'L1')
+    for state in (
+        {},
+        {'sums': {'L1': torch.zeros(())}, 'counts': {}, 'batches': 1},
+        {'sums': {'L1': 1.0}, 'counts': {'L1': 1}, 'batches': 1},
+        [],
+    ):
+        with pytest.raises(ObjectiveError, match="Metric\\(name='L1'"):
+            metric.load_state_dict(state)  # type: ignore[arg-type]
+    collection = MetricCollection(metric, as_objective(SavableTorchmetric(), 'Acc'))
+    with pytest.raises(ObjectiveError, match='0 torchmetrics-style members'):
+        collection.load_state_dict({'sums': {}, 'counts': {}, 'batches': 0})
+
+
+def test_a_wrapped_metric_without_state_dict_cannot_be_saved() -> None:
+    wrapped = as_objective(FakeTorchmetric(), 'Acc')
+    with pytest.raises(ObjectiveError, match='no state_dict'):
+        wrapped.state_dict()
+    with pytest.raises(ObjectiveError, match='no load_state_dict'):
+        wrapped.load_state_dict({'batches': 0, 'wrapped': {}})
+    with pytest.raises(ObjectiveError, match='no state_dict'):
+        (Loss(mse, 'MSE') | FakeTorchmetric()).state_dict()

@@ -11,7 +11,8 @@ implementation raises:
   error stops the operation and reaches the user unchanged.
 * **query** hooks answer a question (``get_config``, ``default_trackers``,
   ``tracker_types``, and the storage hooks ``save_checkpoint``,
-  ``load_checkpoint``, ``list_checkpoints``); errors propagate.
+  ``load_checkpoint``, ``list_checkpoints``, ``delete_checkpoint``); errors
+  propagate.
 
 Implement a hook with the marker exported by the package root::
 

@@ -1,10 +1,16 @@
-"""Storage-backend hooks: where checkpoints are saved and loaded from.
+"""Storage-backend hooks: where checkpoints are saved, loaded and deleted.
 
 The first implementation that returns something other than ``None`` wins, so
 a third-party backend (a remote store, say) takes over from the built-in
 local-file backend, which is registered ``trylast``. A backend must write
 atomically (a crash mid-save never corrupts the last good checkpoint) and load
 without executing code (``torch.load(weights_only=True)`` or equivalent).
+
+Checkpoints are keyed by their position ``(epoch, batch)``: ``epoch`` training
+epochs were completed and ``batch`` batches of the next one were trained;
+``batch`` is 0 at an epoch boundary. A backend that takes no ``batch``
+argument (written for the first version of this contract) keeps working for
+epoch boundaries; DRYTorch refuses to save a mid-epoch checkpoint through it.
 """
 
 from __future__ import annotations
@@ -20,21 +26,22 @@ if TYPE_CHECKING:
 
 @hookspec(firstresult=True)
 def save_checkpoint(
-    location: CheckpointLocation, epoch: int, state: Mapping[str, Any]
+    location: CheckpointLocation, epoch: int, batch: int, state: Mapping[str, Any]
 ) -> str | None:
-    """Query: store ``state`` for ``epoch``; return where, readable by people.
+    """Query: store ``state`` at ``(epoch, batch)``; return where, for people.
 
-    ``state`` holds tensors, numbers, strings, and lists, tuples and dicts of
-    them. Errors propagate: a failed save must not pass silently.
+    ``state`` holds tensors, numbers, strings, ``None``, and lists, tuples
+    and dicts of them. Saving again at a position replaces that checkpoint, atomically.
+    Errors propagate: a failed save must not pass silently.
     """
     raise NotImplementedError
 
 
 @hookspec(firstresult=True)
 def load_checkpoint(
-    location: CheckpointLocation, epoch: int
+    location: CheckpointLocation, epoch: int, batch: int
 ) -> Mapping[str, Any] | None:
-    """Query: return the state saved for ``epoch``, or ``None`` if not found here.
+    """Query: return the state saved at ``(epoch, batch)``, or ``None`` if not here.
 
     Raise ``CheckpointError`` for a checkpoint that exists but cannot be read.
     """
@@ -42,6 +49,25 @@ def load_checkpoint(
 
 
 @hookspec(firstresult=True)
-def list_checkpoints(location: CheckpointLocation) -> Sequence[int] | None:
-    """Query: return the epochs saved at ``location``, or ``None`` if unknown here."""
+def list_checkpoints(
+    location: CheckpointLocation,
+) -> Sequence[tuple[int, int] | int] | None:
+    """Query: return the saved positions ``(epoch, batch)``, or ``None`` if unknown.
+
+    A plain ``int`` stands for ``(epoch, 0)``. "Latest" is the highest
+    position, never the newest file.
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def delete_checkpoint(
+    location: CheckpointLocation, epoch: int, batch: int
+) -> bool | None:
+    """Query: delete the checkpoint at ``(epoch, batch)``; ``True`` once deleted.
+
+    Return ``None`` if this backend holds no such checkpoint. Called by
+    checkpoint retention (``keep_last`` / ``keep_best``), never on the latest
+    checkpoint. Errors propagate.
+    """
     raise NotImplementedError

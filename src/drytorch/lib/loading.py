@@ -7,9 +7,14 @@ torch loaders when iteration starts, according to
 loader, so the per-batch cost is torch's own.
 
 Shuffling draws from a ``torch.Generator`` owned by the loader, not from the
-global RNG: the order does not depend on what else consumed random numbers,
-and ``sampler_state()`` / ``load_sampler_state()`` let a checkpoint resume the
-exact sequence of epochs.
+global RNG, reseeded at the start of each training epoch from the loader's
+seed and the epoch's number: epoch ``k``'s order depends on nothing else. So
+``sampler_state()`` is two integers, and a checkpoint resumes the exact
+sequence of epochs with ``load_sampler_state()``. ``epoch_start_state()`` is
+the state the current epoch started from: with ``load_sampler_state(state,
+skip_batches=k)`` the next epoch draws that same permutation again and starts
+at its batch ``k + 1``, so a checkpoint taken inside an epoch resumes it
+exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +38,26 @@ def _draw_seed() -> int:
     return int(torch.empty((), dtype=torch.int64).random_().item())
 
 
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """Return the generator seed of training epoch ``epoch`` (from 1).
+
+    The first epoch uses ``seed`` itself, as a torch loader with a generator
+    seeded with ``seed`` would; later ones mix the two numbers (SplitMix64).
+    """
+    if epoch == 1:
+        return seed
+    mixed = (seed * 0x9E3779B97F4A7C15 + epoch) & 0xFFFFFFFFFFFFFFFF
+    mixed = ((mixed ^ (mixed >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (mixed ^ (mixed >> 31)) >> 1  # below 2**63
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | torch.Tensor):
+        raise TypeError(f'expected an integer, got {value!r}')
+    return int(value)
+
+
 def _accelerator_available() -> bool:
     accelerator = getattr(torch, 'accelerator', None)
     if accelerator is None:
@@ -43,21 +68,22 @@ def _accelerator_available() -> bool:
 class _EpochSampler(data.Sampler[int]):
     """Draws one permutation per epoch from a generator and counts the epochs.
 
-    The permutation is drawn when iteration starts, so the generator state
-    between two epochs is exactly what the next epoch needs.
+    The loader reseeds the generator before each epoch. ``skip`` samples are
+    left out of the next permutation only (an epoch resumed mid-way).
     """
 
     def __init__(self, n_samples: int, generator: torch.Generator) -> None:
         self.n_samples = n_samples
         self.generator = generator
         self.epoch = 0
+        self.skip = 0
 
     def __iter__(self) -> Iterator[int]:
-        self.epoch += 1
         order: list[int] = torch.randperm(
             self.n_samples, generator=self.generator
         ).tolist()
-        return iter(order)
+        skip, self.skip = self.skip, 0
+        return iter(order[skip:] if skip else order)
 
     def __len__(self) -> int:
         return self.n_samples
@@ -125,6 +151,7 @@ class DataLoader(Generic[Batch]):
         self._n_samples = n_samples
         self._generator = torch.Generator().manual_seed(self.seed)
         self._sampler = _EpochSampler(n_samples, self._generator)
+        self._epoch_start: dict[str, Any] | None = None
         self._train_loader: data.DataLoader[Batch] | None = None
         self._inference_loader: data.DataLoader[Batch] | None = None
 
@@ -169,7 +196,14 @@ class DataLoader(Generic[Batch]):
 
     def __iter__(self) -> Iterator[Batch]:
         """Iterate over one epoch, in the mode active when iteration starts."""
-        return iter(self.get_loader(torch.is_inference_mode_enabled()))
+        if torch.is_inference_mode_enabled():
+            return iter(self.get_loader(True))
+        sampler = self._sampler
+        self._epoch_start = self.sampler_state()
+        sampler.epoch += 1
+        # Before iter(): torch draws the workers' base seed from the generator.
+        self._generator.manual_seed(_epoch_seed(self.seed, sampler.epoch))
+        return iter(self.get_loader(False))
 
     def __len__(self) -> int:
         """Return the batches in one epoch, in the mode active now."""
@@ -180,45 +214,70 @@ class DataLoader(Generic[Batch]):
     def sampler_state(self) -> dict[str, Any]:
         """Return what a checkpoint needs to resume the shuffling exactly.
 
-        The values are plain tensors and ints, loadable with
-        ``torch.load(..., weights_only=True)``.
+        ``{'seed': int, 'epoch': int}``: the epochs started so far, and the
+        seed the order of each epoch derives from.
         """
-        return {
-            'generator_state': self._generator.get_state(),
-            'epoch': self._sampler.epoch,
-            'seed': self.seed,
-        }
+        return {'epoch': self._sampler.epoch, 'seed': self.seed}
 
-    def load_sampler_state(self, state: dict[str, Any]) -> None:
+    def epoch_start_state(self) -> dict[str, Any]:
+        """Return ``sampler_state()`` as it was when the last training epoch began.
+
+        Loaded with ``load_sampler_state(state, skip_batches=k)``, it makes the
+        next epoch repeat that epoch's permutation from its batch ``k + 1``.
+        Before any training epoch, it is the current ``sampler_state()``.
+        """
+        if self._epoch_start is None:
+            return self.sampler_state()
+        return dict(self._epoch_start)
+
+    def load_sampler_state(
+        self, state: dict[str, Any], *, skip_batches: int = 0
+    ) -> None:
         """Restore the shuffling saved by ``sampler_state()``.
 
+        A state saved by an earlier version, with a ``generator_state``,
+        restores the epoch count and the seed; the generator state is not
+        used (each epoch's order now derives from the seed and the epoch).
+
+        Args:
+            state: from ``sampler_state()`` or ``epoch_start_state()``.
+            skip_batches: leave out the first batches of the next training
+                epoch (the ones a checkpoint taken mid-epoch had trained on);
+                later epochs are whole.
+
         Raises:
-            LoaderError: ``state`` was not made by ``sampler_state()``.
+            LoaderError: ``state`` was not made by ``sampler_state()``, or
+                ``skip_batches`` is not in ``[0, len(self)]``.
         """
-        missing = {'generator_state', 'epoch'} - set(state)
-        if missing:
-            raise LoaderError(
-                f'The sampler state lacks {sorted(missing)}: pass the dict '
-                'returned by DataLoader.sampler_state().'
-            )
-        generator_state = state['generator_state']
+        n_batches = self._n_samples // self.batch_size
         if (
-            not isinstance(generator_state, torch.Tensor)
-            or generator_state.dtype != torch.uint8
+            isinstance(skip_batches, bool)
+            or not isinstance(skip_batches, int)
+            or not 0 <= skip_batches <= n_batches
         ):
             raise LoaderError(
-                'The sampler state has no valid generator_state (a uint8 '
-                'tensor): pass the dict returned by DataLoader.sampler_state().'
+                f'skip_batches must be an int from 0 to {n_batches} (the batches '
+                f'of an epoch), got {skip_batches!r}.'
+            )
+        if not isinstance(state, dict) or 'epoch' not in state:
+            raise LoaderError(
+                "The sampler state lacks ['epoch']: pass the dict returned by "
+                'DataLoader.sampler_state().'
             )
         try:
-            self._generator.set_state(generator_state.cpu())
-        except RuntimeError as error:
+            epoch = _integer(state['epoch'])
+            seed = _integer(state.get('seed', self.seed))
+        except (TypeError, ValueError) as error:
             raise LoaderError(
-                f'The sampler state cannot be restored: {error}'
+                f'The sampler state cannot be restored: {error}. Pass the dict '
+                'returned by DataLoader.sampler_state().'
             ) from error
-        self._sampler.epoch = int(state['epoch'])
-        if 'seed' in state:
-            self.seed = int(state['seed'])
+        if epoch < 0:
+            raise LoaderError(f'The sampler state has a negative epoch: {epoch}.')
+        self._sampler.epoch = epoch
+        self._sampler.skip = skip_batches * self.batch_size
+        self._epoch_start = None
+        self.seed = seed
 
     def split(
         self, fraction: float = 0.2, seed: int | None = None, shuffle: bool = True

@@ -123,6 +123,35 @@ def _describe(fn: object) -> str:
     return getattr(fn, '__qualname__', None) or repr(fn)
 
 
+def _state_error(objective: object, problem: str) -> ObjectiveError:
+    return ObjectiveError(
+        f'Cannot load the state of {objective!r}: {problem}. Pass the dict '
+        'returned by state_dict() of the same objective.'
+    )
+
+
+def _own_state(
+    objective: object, state: Mapping[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, int], int]:
+    """Check and copy the base part of an objective's state."""
+    if not isinstance(state, Mapping):
+        raise _state_error(objective, f'got {type(state).__name__}, not a dict')
+    missing = {'sums', 'counts', 'batches'} - set(state)
+    if missing:
+        raise _state_error(objective, f'it lacks {sorted(missing)}')
+    sums, counts = state['sums'], state['counts']
+    if not isinstance(sums, Mapping) or not isinstance(counts, Mapping):
+        raise _state_error(objective, 'sums and counts must be dicts')
+    if list(sums) != list(counts):
+        raise _state_error(objective, 'sums and counts name different values')
+    copied: dict[str, torch.Tensor] = {}
+    for name, total in sums.items():
+        if not isinstance(total, torch.Tensor) or total.ndim != 0:
+            raise _state_error(objective, f'the sum of {name!r} is not a 0-dim tensor')
+        copied[str(name)] = total.detach().clone()
+    return copied, {str(k): int(v) for k, v in counts.items()}, int(state['batches'])
+
+
 class Objective(abc.ABC, Generic[Output, Target]):
     """Named per-batch values and their exact running means.
 
@@ -133,7 +162,9 @@ class Objective(abc.ABC, Generic[Output, Target]):
 
     The running sums stay on the values' device, detached, in float64
     (float32 on MPS), and ``update`` never reads a value on the host, so it
-    adds no synchronization to the training loop.
+    adds no synchronization to the training loop. ``state_dict`` and
+    ``load_state_dict`` save and restore them, so an epoch interrupted by a
+    checkpoint ends with the same means.
     """
 
     _sums: dict[str, torch.Tensor]
@@ -224,6 +255,34 @@ class Objective(abc.ABC, Generic[Output, Target]):
         self._sums = {}
         self._counts = {}
         self._batches = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the running sums and counts since the last reset, as data.
+
+        A checkpoint taken inside an epoch saves it, so that the epoch's
+        metrics after resuming equal those of an uninterrupted run. The sums
+        are copies, still on their device (copying does not wait for it);
+        counts are ints.
+        """
+        return {
+            'sums': {name: total.clone() for name, total in self._sums.items()},
+            'counts': dict(self._counts),
+            'batches': self._batches,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from the running sums saved by ``state_dict``.
+
+        The sums stay on the device of the tensors given: move them to the
+        device of the values to come first.
+
+        Raises:
+            ObjectiveError: ``state`` was not made by ``state_dict``.
+        """
+        sums, counts, batches = _own_state(self, state)
+        self._sums = sums
+        self._counts = counts
+        self._batches = batches
 
     def __or__(self, other: object) -> MetricCollection[Output, Target]:
         """Combine with another objective (or a torchmetrics-style metric)."""
@@ -325,6 +384,39 @@ class _ProtocolObjective(Objective[Any, Any]):
         """Call the wrapped ``reset()``."""
         super().reset()
         self.wrapped.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the batch count and the wrapped ``state_dict()``.
+
+        Torchmetrics metrics include their running state only when it is
+        persistent (``metric.persistent(True)``).
+
+        Raises:
+            ObjectiveError: the wrapped object has no ``state_dict()``.
+        """
+        method = getattr(self.wrapped, 'state_dict', None)
+        if not callable(method):
+            raise ObjectiveError(
+                f'{self!r} cannot save its running state: the wrapped object '
+                'has no state_dict() / load_state_dict(), so a checkpoint '
+                'inside an epoch could not resume it exactly.'
+            )
+        return {'batches': self._batches, 'wrapped': method()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the batch count and call the wrapped ``load_state_dict()``.
+
+        Raises:
+            ObjectiveError: ``state`` was not made by ``state_dict``, or the
+                wrapped object has no ``load_state_dict()``.
+        """
+        method = getattr(self.wrapped, 'load_state_dict', None)
+        if not callable(method):
+            raise _state_error(self, 'the wrapped object has no load_state_dict()')
+        if not isinstance(state, Mapping) or {'batches', 'wrapped'} - set(state):
+            raise _state_error(self, 'it lacks batches or wrapped')
+        method(state['wrapped'])
+        self._batches = int(state['batches'])
 
     def __repr__(self) -> str:
         return f'as_objective({self.wrapped!r}, name={self.name!r})'
@@ -491,6 +583,34 @@ class MetricCollection(Objective[Output, Target]):
         super().reset()
         for delegate in self._delegates:
             delegate.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the running sums, and the torchmetrics-style members' states."""
+        state = super().state_dict()
+        if self._delegates:
+            state['delegates'] = [delegate.state_dict() for delegate in self._delegates]
+            state['delegate_positions'] = list(self._delegate_positions)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state saved by ``state_dict``, members included.
+
+        Raises:
+            ObjectiveError: ``state`` was not made by ``state_dict`` of a
+                collection with the same members.
+        """
+        own = _own_state(self, state)
+        delegates = state.get('delegates', [])
+        if len(delegates) != len(self._delegates):
+            raise _state_error(
+                self,
+                f'it holds {len(delegates)} torchmetrics-style members, '
+                f'this collection {len(self._delegates)}',
+            )
+        for delegate, delegate_state in zip(self._delegates, delegates, strict=True):
+            delegate.load_state_dict(delegate_state)
+        self._sums, self._counts, self._batches = own
+        self._delegate_positions = [int(p) for p in state.get('delegate_positions', [])]
 
     def __repr__(self) -> str:
         members = ', '.join(repr(member) for member in self.objectives)

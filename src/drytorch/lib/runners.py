@@ -156,16 +156,31 @@ class ModelRunner(Generic[Input, Target, Output]):
             )
             get_host().broadcast('on_actor_register', event)
 
-    def _run_epoch(self, *, store_outputs: bool = False) -> dict[str, float]:
-        """Run every batch of the loader once; return the aggregated metrics."""
+    def _run_epoch(
+        self, *, store_outputs: bool = False, done: int = 0, discard: int = 0
+    ) -> dict[str, float]:
+        """Run every batch of the loader once; return the aggregated metrics.
+
+        Args:
+            store_outputs: keep the outputs, detached and on the CPU.
+            done: batches of this epoch already aggregated in the objective
+                (an epoch resumed from a checkpoint): the objective is not
+                reset and the batches are numbered from ``done + 1``.
+            discard: batches to draw from the loader and drop first (a
+                loader that cannot skip them itself).
+        """
         host = get_host()
         device = self.model.device
         progress = self.reports and bool(host.manager.hook.on_batch_end.get_hookimpls())
         n_batches = len(self.loader)
-        self.objective.reset()
+        if not done:
+            self.objective.reset()
         self.outputs_list = []
-        batch = 0
-        for batch, (inputs, targets) in enumerate(self.loader, start=1):
+        batches = iter(self.loader)
+        for _ in range(discard):
+            next(batches, None)
+        batch = done
+        for batch, (inputs, targets) in enumerate(batches, start=done + 1):
             moved_inputs = to_device(inputs, device)
             outputs = self._run_batch(moved_inputs, to_device(targets, device))
             if store_outputs:

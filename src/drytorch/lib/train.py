@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +24,51 @@ from drytorch.lib.runners import (
     Target,
     Validation,
     describe,
+    to_device,
 )
 from drytorch.lib.schedulers import AbstractScheduler
 
-__all__ = ['CHECKPOINT_FORMAT', 'Trainer']
+__all__ = ['CHECKPOINT_FORMAT', 'CheckpointPolicy', 'Trainer']
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+"""Version of the checkpoint content; format 1 (epoch boundaries only) loads too."""
+
+_READABLE_FORMATS = (1, CHECKPOINT_FORMAT)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointPolicy:
+    """When the trainer saves checkpoints by itself, and which it keeps.
+
+    Attributes:
+        every_epochs: save at the end of every ``every_epochs``-th epoch.
+        every_steps: save after every ``every_steps``-th optimizer step (counted
+            over the whole training); a step that ends an epoch saves at the
+            epoch's end instead, once its metrics, validation and hooks ran.
+        keep_last: keep the ``keep_last`` highest positions.
+        keep_best: ``(metric, k)``: keep the ``k`` epoch-end checkpoints with
+            the best value of ``metric`` (``None``: the first metric, the
+            loss) of the validation, or of the trainer without one.
+    """
+
+    every_epochs: int | None = None
+    every_steps: int | None = None
+    keep_last: int | None = None
+    keep_best: tuple[str | None, int] | None = None
+
+    @property
+    def prunes(self) -> bool:
+        """Whether a save may delete older checkpoints."""
+        return self.keep_last is not None or self.keep_best is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Resumed:
+    """A mid-epoch checkpoint was loaded: the epoch to finish."""
+
+    batch: int  # batches of the epoch already trained
+    loader: Any  # the loader's state at the start of the epoch
+    discard: int  # batches to drop from a loader that cannot skip them
 
 
 class Trainer(ModelRunner[Input, Target, Output]):
@@ -48,6 +88,10 @@ class Trainer(ModelRunner[Input, Target, Output]):
         post_epoch_hooks: hooks run after each epoch and its validation.
         optimizer: the optimizer built from the learning schema.
         lr_factor: the multiplier applied to the scheduled learning rates.
+        steps: the optimizer steps taken so far, over all epochs (saved in
+            checkpoints).
+        checkpoint_policy: when checkpoints are saved automatically and
+            which are kept; see ``checkpoint_every``.
     """
 
     def __init__(
@@ -74,8 +118,19 @@ class Trainer(ModelRunner[Input, Target, Output]):
             hooks.HookRegistry()
         )
         self.lr_factor = 1.0
+        self.steps = 0
+        self.checkpoint_policy = CheckpointPolicy()
         self._terminated: str | None = None
+        self._keep_termination = False  # loaded from a checkpoint: honour once
         self._params = [p for p in model.module.parameters() if p.requires_grad]
+        self._next_step_save = 0  # the step that saves next; 0: none
+        self._epoch_first_step = 0  # self.steps when the running epoch began
+        self._epoch_batches = 0
+        self._in_epoch = False
+        self._save_at_end = False
+        self._resumed: _Resumed | None = None
+        self._ranks: dict[checkpointing.Position, float] = {}  # lower is better
+        self._warned_undeleted = False
 
     @property
     def terminated(self) -> str | None:
@@ -91,7 +146,101 @@ class Trainer(ModelRunner[Input, Target, Output]):
             description['validation_interval'] = self.validation_interval
         description['pre_epoch_hooks'] = self.pre_epoch_hooks.describe()
         description['post_epoch_hooks'] = self.post_epoch_hooks.describe()
+        policy = self.checkpoint_policy
+        if policy != CheckpointPolicy():
+            description['checkpoints'] = {
+                key: describe(value)
+                for key, value in dataclasses.asdict(policy).items()
+                if value is not None
+            }
         return description
+
+    def checkpoint_every(
+        self,
+        epochs: int | None = None,
+        steps: int | None = None,
+        *,
+        keep_last: int | None = None,
+        keep_best: tuple[str | None, int] | None = None,
+    ) -> None:
+        """Save checkpoints while training, and delete the ones not worth keeping.
+
+        Checkpoints inside an epoch hold what finishing that epoch exactly
+        needs (the loader's permutation and position, the loss's running
+        sums), so ``resume()`` after a crash continues as if nothing happened.
+        Without ``keep_last`` and ``keep_best`` every checkpoint is kept; with
+        either, a save deletes (through the storage hooks) every checkpoint
+        that no rule keeps. The latest checkpoint and the one just saved are
+        always kept. Calling it again replaces the policy.
+
+        Args:
+            epochs: save at the end of every ``epochs``-th epoch.
+            steps: save after every ``steps``-th optimizer step, counted over
+                the whole training (a step that ends an epoch saves at the
+                end of that epoch instead).
+            keep_last: keep the ``keep_last`` latest checkpoints.
+            keep_best: ``(metric, k)``: keep the ``k`` epoch-end checkpoints
+                with the best ``metric`` (``None``: the first one, the loss),
+                measured by the validation, or by the trainer without one.
+
+        Raises:
+            ValueError: a number is below 1.
+            ObjectiveError: ``steps`` is given but the loss cannot save its
+                running sums (a torchmetrics-style member without
+                ``state_dict``).
+        """
+        for label, value in (
+            ('epochs', epochs),
+            ('steps', steps),
+            ('keep_last', keep_last),
+        ):
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ValueError(
+                    f'checkpoint_every: {label} must be an integer >= 1, got {value!r}.'
+                )
+        if keep_best is not None and (
+            not isinstance(keep_best, tuple | list)
+            or len(keep_best) != 2
+            or not (keep_best[0] is None or isinstance(keep_best[0], str))
+            or not _is_int(keep_best[1])
+            or keep_best[1] < 1
+        ):
+            raise ValueError(
+                'checkpoint_every: keep_best must be (metric, k), a metric '
+                f'name or None and an integer k >= 1, got {keep_best!r}.'
+            )
+        if keep_best is not None:
+            keep_best = (keep_best[0], keep_best[1])
+        if steps is not None:
+            self.loss.state_dict()  # fails now rather than at the first save
+        self.checkpoint_policy = CheckpointPolicy(epochs, steps, keep_last, keep_best)
+        self._schedule_step_save()
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint of the model in this run, if there is one.
+
+        One script then serves the first launch and every relaunch::
+
+            with experiment.create_run(run_id='baseline', resume=True):
+                ...  # build the model, trainer and hooks as before
+                trainer.resume()
+                trainer.train_until(100)
+
+        A checkpoint taken inside an epoch finishes that epoch on the batches
+        it had left, in the same order.
+
+        Returns:
+            Whether a checkpoint was loaded.
+
+        Raises:
+            CheckpointError: the latest checkpoint cannot be read or does not
+                fit this trainer.
+        """
+        self._check_run()
+        if checkpointing.latest(self._location()) is None:
+            return False
+        self.load_checkpoint()
+        return True
 
     def add_validation(
         self,
@@ -130,15 +279,19 @@ class Trainer(ModelRunner[Input, Target, Output]):
         self._check_run()
         host = get_host()
         name = self.model.name
-        self._terminated = None
+        if self._keep_termination:  # the checkpoint's run had stopped there
+            self._keep_termination = False
+        else:
+            self._terminated = None
         host.broadcast(
             'on_training_start',
             log_events.TrainingStartEvent(name, self.name, self.model.epoch, epoch),
         )
         while self.model.epoch < epoch and self._terminated is None:
-            self.pre_epoch_hooks.execute(self)
-            if self._terminated is not None:
-                break
+            if self._resumed is None:  # a resumed epoch ran its hooks already
+                self.pre_epoch_hooks.execute(self)
+                if self._terminated is not None:
+                    break
             self._train_epoch(epoch)
         host.broadcast(
             'on_training_end',
@@ -195,47 +348,70 @@ class Trainer(ModelRunner[Input, Target, Output]):
         self._apply_learning_rate(self.model.epoch, reason)
 
     def save_checkpoint(self) -> str:
-        """Save everything needed to continue exactly; return where it went."""
+        """Save everything needed to continue exactly; return where it went.
+
+        Between epochs the checkpoint sits at ``(epoch, 0)``; inside an epoch
+        (a step checkpoint, or a resumed epoch not finished yet) at
+        ``(completed epochs, batches trained in the next)``. With a retention
+        policy (``checkpoint_every``), older checkpoints are deleted after
+        the save succeeded.
+
+        Raises:
+            CheckpointError: the save failed; earlier checkpoints are intact.
+        """
         self._check_run()
-        state = {
-            'format': CHECKPOINT_FORMAT,
-            'epoch': self.model.epoch,
-            'model': self.model.module.state_dict(),
-            'optimizer': self.optimizer.state_dict(),
-            'scaler': self.scaler.state_dict(),
-            'learning': {
-                'factor': self.lr_factor,
-                'base_lr': _plain(self.learning_schema.base_lr),
-            },
-            'pre_epoch_hooks': self.pre_epoch_hooks.state_dict(),
-            'post_epoch_hooks': self.post_epoch_hooks.state_dict(),
-            'rng': rng.get_states(),
-            'loader': _loader_state(self.loader),
-        }
-        where = checkpointing.save(self._location(), self.model.epoch, state)
+        epoch, batch = position = self._position()
+        location = self._location()
+        if batch == 0 and not self._in_epoch and self.checkpoint_policy.keep_best:
+            rank = self._rank()
+            if rank is not None:
+                self._ranks[position] = rank
+        where = checkpointing.save(location, epoch, self._state(epoch, batch), batch)
         get_host().broadcast(
             'on_checkpoint_save',
-            log_events.CheckpointEvent(
-                self.model.name, self.model.epoch, 'save', where
-            ),
+            log_events.CheckpointEvent(self.model.name, epoch, 'save', where),
         )
+        if self.checkpoint_policy.prunes:
+            self._prune(location, position)
         return where
 
-    def load_checkpoint(self, epoch: int = checkpointing.LATEST) -> None:
-        """Restore the state saved at ``epoch`` (default: the latest).
+    def load_checkpoint(
+        self, epoch: int = checkpointing.LATEST, batch: int = 0
+    ) -> None:
+        """Restore the state saved at ``(epoch, batch)`` (default: the latest).
+
+        Args:
+            epoch: the completed epochs of the checkpoint; ``LATEST`` (-1)
+                for the highest position, whatever its batch.
+            batch: the batches trained in the next epoch (0: an epoch end).
 
         Raises:
             CheckpointError: no such checkpoint, or it does not fit this trainer.
         """
         self._check_run()
         location = self._location()
-        state = checkpointing.load(location, epoch)
-        if state.get('format') != CHECKPOINT_FORMAT:
+        state = checkpointing.load(location, epoch, batch)
+        if state.get('format') not in _READABLE_FORMATS:
             raise exceptions.CheckpointError(
                 f'The checkpoint of {location} has format {state.get("format")!r}; '
-                f'this version reads format {CHECKPOINT_FORMAT}.'
+                f'this version reads formats {list(_READABLE_FORMATS)}.'
             )
         self._check_fits(location, state)  # refuse before changing anything
+        batch = int(state.get('batch', 0))
+        objective = state.get('objective')
+        if batch and not isinstance(objective, Mapping):
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} inside epoch {state["epoch"] + 1} '
+                'holds no running sums of the loss: it cannot finish the epoch.'
+            )
+        if batch:  # the loss first: it is what may not fit
+            assert isinstance(objective, Mapping)
+            try:
+                self.loss.load_state_dict(to_device(dict(objective), self.model.device))
+            except exceptions.ObjectiveError as err:
+                raise exceptions.CheckpointError(
+                    f'The checkpoint of {location} does not fit this loss: {err}'
+                ) from err
         try:
             self.model.module.load_state_dict(state['model'])
             self.optimizer.load_state_dict(state['optimizer'])
@@ -252,17 +428,135 @@ class Trainer(ModelRunner[Input, Target, Output]):
         self.pre_epoch_hooks.load_state_dict(state['pre_epoch_hooks'])
         self.post_epoch_hooks.load_state_dict(state['post_epoch_hooks'])
         rng.set_states(state['rng'])
+        self._resumed = None
+        discard = 0
         loader_state = state.get('loader')
         if loader_state is not None and hasattr(self.loader, 'load_sampler_state'):
-            self.loader.load_sampler_state(loader_state)
+            if batch:
+                self.loader.load_sampler_state(loader_state, skip_batches=batch)
+            else:
+                self.loader.load_sampler_state(loader_state)
+        else:
+            discard = batch  # the loader cannot skip: drop its first batches
+        if batch:
+            self._resumed = _Resumed(batch, loader_state, discard)
+        else:
+            self.loss.reset()
         self.model.epoch = int(state['epoch'])
-        self._terminated = None
+        self.steps = int(state.get('step', self.model.epoch * len(self.loader) + batch))
+        self._terminated = state.get('terminated')
+        self._keep_termination = self._terminated is not None
+        self._ranks = {
+            (int(e), int(b)): float(rank) for e, b, rank in state.get('ranks', ())
+        }
+        self._schedule_step_save()
         get_host().broadcast(
             'on_checkpoint_load',
             log_events.CheckpointEvent(
                 self.model.name, self.model.epoch, 'load', str(location)
             ),
         )
+
+    def _position(self) -> checkpointing.Position:
+        if self._in_epoch:
+            return self.model.epoch - 1, self.steps - self._epoch_first_step
+        if self._resumed is not None:
+            return self.model.epoch, self._resumed.batch
+        return self.model.epoch, 0
+
+    def _state(self, epoch: int, batch: int) -> dict[str, Any]:
+        """Return the checkpoint's content at position ``(epoch, batch)``."""
+        if self._in_epoch:  # the permutation being consumed, from its start
+            method = getattr(self.loader, 'epoch_start_state', None)
+            loader_state = method() if callable(method) else None
+        elif self._resumed is not None:
+            loader_state = self._resumed.loader
+        else:
+            loader_state = _loader_state(self.loader)
+        return {
+            'format': CHECKPOINT_FORMAT,
+            'epoch': epoch,
+            'batch': batch,
+            'step': self.steps,
+            'model': self.model.module.state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'scaler': self.scaler.state_dict(),
+            'learning': {
+                'factor': self.lr_factor,
+                'base_lr': _plain(self.learning_schema.base_lr),
+            },
+            'pre_epoch_hooks': self.pre_epoch_hooks.state_dict(),
+            'post_epoch_hooks': self.post_epoch_hooks.state_dict(),
+            'rng': rng.get_states(),
+            'loader': loader_state,
+            'objective': self.loss.state_dict() if batch else None,
+            'terminated': self._terminated,
+            'ranks': [[e, b, rank] for (e, b), rank in sorted(self._ranks.items())],
+        }
+
+    def _schedule_step_save(self) -> None:
+        every = self.checkpoint_policy.every_steps
+        self._next_step_save = (self.steps // every + 1) * every if every else 0
+
+    def _step_save(self) -> None:
+        """Save the checkpoint of the step just taken (called from ``_run_batch``)."""
+        self._schedule_step_save()
+        if self.steps - self._epoch_first_step >= self._epoch_batches:
+            self._save_at_end = True  # the epoch's last batch: save it complete
+        else:
+            self.save_checkpoint()
+
+    def _rank(self) -> float | None:
+        """Return the keep_best value of this epoch (lower is better), if measured."""
+        policy = self.checkpoint_policy
+        assert policy.keep_best is not None
+        metric = policy.keep_best[0]
+        runner: ModelRunner[Any, Any, Any] = self.validation or self
+        metrics = runner.computed_metrics
+        if runner.computed_epoch != self.model.epoch or not metrics:
+            return None  # not measured at this epoch
+        name = metric or next(iter(metrics))
+        if name not in metrics:
+            raise exceptions.CheckpointError(
+                f'keep_best ranks checkpoints by {name!r}, but {runner.name} '
+                f'computes {", ".join(metrics)}.'
+            )
+        value = metrics[name]
+        if not math.isfinite(value):
+            return None
+        higher = runner.objective.higher_is_better.get(name)
+        return -value if higher else value
+
+    def _prune(
+        self, location: checkpointing.CheckpointLocation, saved: checkpointing.Position
+    ) -> None:
+        """Delete the checkpoints that no retention rule keeps."""
+        policy = self.checkpoint_policy
+        positions = checkpointing.list_positions(location)
+        keep = {saved, *positions[-1:]}
+        if policy.keep_last is not None:
+            keep.update(positions[-policy.keep_last :])
+        if policy.keep_best is not None:
+            ranked = sorted(
+                (rank, position)
+                for position in positions
+                if (rank := self._ranks.get(position)) is not None
+            )
+            keep.update(position for _, position in ranked[: policy.keep_best[1]])
+        for position in positions:
+            if position in keep:
+                continue
+            if checkpointing.delete(location, *position):
+                self._ranks.pop(position, None)
+            elif not self._warned_undeleted:
+                self._warned_undeleted = True
+                warnings.warn(
+                    f'No storage backend deleted the checkpoint of {location} at '
+                    f'{checkpointing.describe_position(*position)}: does the '
+                    'backend implement delete_checkpoint? Old checkpoints are kept.',
+                    exceptions.DryTorchWarning,
+                    stacklevel=3,
+                )
 
     def _check_fits(
         self, location: checkpointing.CheckpointLocation, state: Mapping[str, Any]
@@ -320,6 +614,8 @@ class Trainer(ModelRunner[Input, Target, Output]):
     def _train_epoch(self, end_epoch: int) -> None:
         host = get_host()
         model = self.model
+        resumed, self._resumed = self._resumed, None
+        done = resumed.batch if resumed is not None else 0
         self._apply_learning_rate(model.epoch, 'schedule')
         model.epoch += 1
         host.broadcast(
@@ -327,7 +623,16 @@ class Trainer(ModelRunner[Input, Target, Output]):
             log_events.EpochStartEvent(model.name, self.name, model.epoch, end_epoch),
         )
         model.module.train()
-        metrics = self._run_epoch()
+        self._epoch_first_step = self.steps - done
+        self._epoch_batches = len(self.loader)
+        self._save_at_end = False
+        self._in_epoch = True
+        try:
+            metrics = self._run_epoch(
+                done=done, discard=resumed.discard if resumed is not None else 0
+            )
+        finally:
+            self._in_epoch = False
         loss_value = metrics.get(self.loss.name, math.nan)
         if not math.isfinite(loss_value):
             raise exceptions.TrainingError(
@@ -340,6 +645,10 @@ class Trainer(ModelRunner[Input, Target, Output]):
         if validation is not None and model.epoch % self.validation_interval == 0:
             validation()
         self.post_epoch_hooks.execute(self)
+        every = self.checkpoint_policy.every_epochs
+        if self._save_at_end or (every is not None and model.epoch % every == 0):
+            self._save_at_end = False
+            self.save_checkpoint()
         host.broadcast(
             'on_epoch_end', log_events.EpochEndEvent(model.name, self.name, model.epoch)
         )
@@ -364,6 +673,10 @@ class Trainer(ModelRunner[Input, Target, Output]):
             schema.gradient_op(self._params)
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        steps = self.steps + 1
+        self.steps = steps
+        if steps == self._next_step_save:  # an integer compare per batch
+            self._step_save()
         return outputs
 
     def _apply_learning_rate(self, epoch: int, reason: str) -> None:
@@ -385,6 +698,10 @@ class Trainer(ModelRunner[Input, Target, Output]):
         return checkpointing.CheckpointLocation(
             run.experiment.par_dir, run.experiment.name, run.id, self.model.name
         )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _plain(value: Any) -> Any:

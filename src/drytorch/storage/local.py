@@ -1,15 +1,20 @@
 """The built-in storage backend: checkpoint files under the experiment's par_dir.
 
-Layout: ``<par_dir>/checkpoints/<experiment>/<run id>/<model>/epoch_<n>.pt``.
+Layout: ``<par_dir>/checkpoints/<experiment>/<run id>/<model>/``, with
+``epoch_<n>.pt`` for a checkpoint at the end of epoch ``n`` and
+``epoch_<n>_batch_<k>.pt`` for one taken after batch ``k`` of epoch ``n + 1``.
 A save writes a temporary file in the same folder, syncs it and renames it
 over the final name, so a crash mid-save never corrupts an earlier
-checkpoint. Loads use ``torch.load(weights_only=True)``: a checkpoint that
-carries code is refused, never run. It is registered ``trylast`` so that any
-installed backend takes over.
+checkpoint; the temporary files of a killed process are removed by the first
+save of the next process in that folder. Loads use
+``torch.load(weights_only=True)``: a checkpoint that carries code is refused,
+never run. It is registered ``trylast`` so that any installed backend takes
+over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import re
@@ -21,7 +26,8 @@ from drytorch.core import exceptions
 from drytorch.core.checkpointing import CheckpointLocation
 from drytorch.hookspecs._markers import hookimpl
 
-_FILE = re.compile(r'epoch_(\d+)\.pt')
+_FILE = re.compile(r'epoch_(\d+)(?:_batch_([1-9]\d*))?\.pt')
+_TEMP = re.compile(r'\.tmp-(\d+)-[0-9a-f]+\.pt')
 
 
 def folder(location: CheckpointLocation) -> pathlib.Path:
@@ -35,20 +41,40 @@ def folder(location: CheckpointLocation) -> pathlib.Path:
     )
 
 
-def path(location: CheckpointLocation, epoch: int) -> pathlib.Path:
-    """Return the file of a location's checkpoint at ``epoch``."""
-    return folder(location) / f'epoch_{epoch}.pt'
+def path(location: CheckpointLocation, epoch: int, batch: int = 0) -> pathlib.Path:
+    """Return the file of a location's checkpoint at ``(epoch, batch)``."""
+    name = f'epoch_{epoch}.pt' if batch == 0 else f'epoch_{epoch}_batch_{batch}.pt'
+    return folder(location) / name
+
+
+_CLEANED: set[pathlib.Path] = set()
+
+
+def _remove_stale_temporaries(found: pathlib.Path) -> None:
+    # One process at a time runs a run: another pid's temporary file is a
+    # save that a killed process never finished. They all predate this
+    # process's first save in the folder, so one look per folder suffices.
+    if found in _CLEANED:
+        return
+    _CLEANED.add(found)
+    own = os.getpid()
+    for entry in found.iterdir():
+        match = _TEMP.fullmatch(entry.name)
+        if match and int(match.group(1)) != own:
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 @hookimpl(trylast=True)
 def save_checkpoint(
-    location: CheckpointLocation, epoch: int, state: Mapping[str, Any]
+    location: CheckpointLocation, epoch: int, batch: int, state: Mapping[str, Any]
 ) -> str:
     """Write the checkpoint atomically; return its path."""
     import torch  # here, not at plugin load: `drytorch plugins` stays fast
 
-    final = path(location, epoch)
+    final = path(location, epoch, batch)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(final.parent)
     temp = final.parent / f'.tmp-{os.getpid()}-{secrets.token_hex(4)}.pt'
     try:
         with temp.open('xb') as file:
@@ -62,11 +88,13 @@ def save_checkpoint(
 
 
 @hookimpl(trylast=True)
-def load_checkpoint(location: CheckpointLocation, epoch: int) -> dict[str, Any] | None:
-    """Read the checkpoint of ``epoch``; ``None`` if there is none."""
+def load_checkpoint(
+    location: CheckpointLocation, epoch: int, batch: int
+) -> dict[str, Any] | None:
+    """Read the checkpoint at ``(epoch, batch)``; ``None`` if there is none."""
     import torch
 
-    file = path(location, epoch)
+    file = path(location, epoch, batch)
     if not file.exists():
         return None
     try:
@@ -83,13 +111,25 @@ def load_checkpoint(location: CheckpointLocation, epoch: int) -> dict[str, Any] 
 
 
 @hookimpl(trylast=True)
-def list_checkpoints(location: CheckpointLocation) -> list[int]:
-    """Return the epochs with a checkpoint file, by file name (not file time)."""
+def list_checkpoints(location: CheckpointLocation) -> list[tuple[int, int]]:
+    """Return the positions with a checkpoint file, by file name (not file time)."""
     found = folder(location)
     if not found.is_dir():
         return []
     return sorted(
-        int(match.group(1))
+        (int(match.group(1)), int(match.group(2) or 0))
         for entry in found.iterdir()
         if (match := _FILE.fullmatch(entry.name)) and entry.is_file()
     )
+
+
+@hookimpl(trylast=True)
+def delete_checkpoint(
+    location: CheckpointLocation, epoch: int, batch: int
+) -> bool | None:
+    """Remove the checkpoint file at ``(epoch, batch)``; ``None`` if there is none."""
+    file = path(location, epoch, batch)
+    if not file.is_file():
+        return None
+    file.unlink(missing_ok=True)
+    return True

@@ -1,14 +1,22 @@
-"""The built-in summary plugin: the last metrics of each model go in the run record.
+"""The built-in summary plugin: what the run record keeps about a run's results.
 
-``drytorch runs`` and ``drytorch show`` read them from there, whatever trackers
-the run had. Layout in the record: ``[summary.metrics.<model>.<source>]`` with
-``epoch`` and one key per metric.
+``drytorch runs``, ``show`` and ``verify`` read it from the record, whatever
+trackers the run had. Layout in the record::
+
+    [summary.metrics.<model>.<source>]   epoch and the last value of each metric
+    [summary.checkpoints."<model>/<file>"]  path, epoch, batch and SHA-256 of each
+                                           checkpoint file saved by the run
 """
 
 from __future__ import annotations
 
+import hashlib
+import pathlib
+
 from drytorch.core import log_events, scope
 from drytorch.hookspecs._markers import hookimpl
+
+_CHUNK = 1 << 20
 
 
 @hookimpl
@@ -21,4 +29,23 @@ def on_metrics(event: log_events.MetricsEvent) -> None:
     models.setdefault(event.model_name, {})[event.source_name] = {
         'epoch': event.epoch,
         **event.metrics,
+    }
+
+
+@hookimpl
+def on_checkpoint_save(event: log_events.CheckpointEvent) -> None:
+    """Record a saved checkpoint file and its hash, for ``drytorch verify``."""
+    run = scope.active_run()
+    path = pathlib.Path(event.location)
+    if run is None or not path.is_file():  # a remote backend: nothing to hash
+        return
+    digest = hashlib.sha256()
+    with path.open('rb') as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    run.summary.setdefault('checkpoints', {})[f'{event.model_name}/{path.name}'] = {
+        'path': str(path),
+        'epoch': event.epoch,
+        'batch': getattr(event, 'batch', 0),
+        'sha256': digest.hexdigest(),
     }

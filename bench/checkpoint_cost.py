@@ -1,0 +1,306 @@
+"""Benchmark: what exact resuming adds to checkpoints, and step checkpoints per step.
+
+Targets:
+
+* the state that exact resuming adds to a checkpoint (RNG states, the loader's
+  epoch-start state, the loss's running sums) costs less than 5 % of the
+  checkpoint's save time (median, the real save with ``fsync``);
+* with ``checkpoint_every(steps=...)`` set but no save due, the per-batch check
+  costs at most 1 us/step (it is an integer compare; the figure is noise);
+* checkpointing every 10 / 100 steps costs no more than 1.25 x (one
+  ``save_checkpoint()`` / 10 or 100) + 1 us per step, where a save is timed
+  inside that same training (retention included): the saves themselves,
+  nothing hidden in the batch loop.
+
+Workload: the training benchmark's MLP 32 -> 64 -> 10 (ReLU), cross-entropy
+on 4,096 synthetic samples, batch 32 (128 steps an epoch), CPU with
+``torch.set_num_threads(1)``, Adam (so the optimizer state holds two moments
+per parameter). Checkpoints go through the storage hooks to the built-in
+local backend (temporary file, ``fsync``, rename) in a temporary folder.
+
+Save time: the trainer is stopped inside an epoch (the checkpoint holds the
+loss's running sums) and its checkpoint is built and saved as
+``Trainer.save_checkpoint`` does, each time to a new file (the one from two
+saves before is deleted, untimed, as ``keep_last`` would), in two variants
+interleaved in ABBA order: the full checkpoint, and the same with the RNG
+states, the loader state and the running sums left out (their functions
+patched to return nothing, so gathering them is left out too). The same
+comparison without ``fsync`` (patched to a no-op) is printed for
+information: there the extra state weighs most.
+
+Per-step cost: one training epoch per variant per round, in rotated order,
+for no checkpointing, ``steps=10**9`` (the check only), ``steps=100`` and
+``steps=10``; (variant - none) / 128 steps, median over the rounds.
+
+Usage::
+
+    .venv/bin/python bench/checkpoint_cost.py [--saves 200] [--rounds 25]
+
+It always exits 0 and prints PASS or MISS beside each target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils import data
+
+N_SAMPLES = 4096
+N_IN, N_HIDDEN, N_CLASSES = 32, 64, 10
+BATCH_SIZE = 32
+STEPS = N_SAMPLES // BATCH_SIZE
+EXTRA_TARGET = 0.05
+CHECK_TARGET_US = 1.0
+SLACK = 1.25
+
+
+@contextlib.contextmanager
+def scratch_environment() -> Iterator[pathlib.Path]:
+    """Point DRYTorch at a temporary registry and working directory."""
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix='drytorch-bench-') as name:
+        folder = pathlib.Path(name).resolve()
+        (folder / 'work').mkdir()
+        for var in [v for v in os.environ if v.startswith('DRYTORCH_')]:
+            del os.environ[var]
+        os.environ['DRYTORCH_REGISTRY_DIR'] = str(folder / 'registry')
+        os.environ['DRYTORCH_INIT_MODE'] = 'none'
+        os.chdir(folder / 'work')
+        try:
+            yield folder
+        finally:
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+
+
+def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(outputs, targets)
+
+
+def make_trainer(name: str) -> Any:
+    from drytorch import DataLoader, LearningSchema, Loss, Model, Trainer
+
+    torch.manual_seed(0)
+    inputs = torch.randn(N_SAMPLES, N_IN)
+    targets = torch.randint(0, N_CLASSES, (N_SAMPLES,))
+    module = nn.Sequential(
+        nn.Linear(N_IN, N_HIDDEN), nn.ReLU(), nn.Linear(N_HIDDEN, N_CLASSES)
+    )
+    return Trainer(
+        Model(module, name=name, device='cpu'),
+        loader=DataLoader(data.TensorDataset(inputs, targets), BATCH_SIZE, seed=1),
+        loss=Loss(cross_entropy, 'CE'),
+        learning_schema=LearningSchema.adam(lr=1e-3),
+    )
+
+
+def stop_inside_an_epoch(trainer: Any, batches: int) -> None:
+    """Leave ``trainer`` ``batches`` batches into its second epoch."""
+
+    class Stop(Exception):
+        pass
+
+    trainer.train(1)
+    original = trainer._run_batch
+
+    def run_batch(inputs: Any, targets: Any) -> Any:
+        outputs = original(inputs, targets)
+        if trainer.steps == STEPS + batches:
+            raise Stop
+        return outputs
+
+    trainer._run_batch = run_batch
+    with contextlib.suppress(Stop):
+        trainer.train(1)
+    del trainer._run_batch
+    trainer._in_epoch = True  # as inside the loop: a mid-epoch checkpoint
+
+
+def _lean(trainer: Any) -> contextlib.ExitStack:
+    """Leave the RNG states, the loader state and the running sums out."""
+    from drytorch.lib import train
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(train.rng, 'get_states', lambda: None))
+    stack.enter_context(
+        mock.patch.object(trainer.loader, 'epoch_start_state', lambda: None)
+    )
+    stack.enter_context(mock.patch.object(trainer.loss, 'state_dict', lambda: None))
+    return stack
+
+
+def time_saves(trainer: Any, n: int) -> dict[str, list[float]]:
+    """Time building and saving the checkpoint, full and lean, ABBA order."""
+    from drytorch.core import checkpointing
+
+    location = trainer._location()
+    saved: list[int] = []
+
+    def save() -> float:
+        start = time.perf_counter()
+        epoch, batch = trainer._position()
+        state = trainer._state(epoch, batch)
+        checkpointing.save(location, 1000 + len(saved), state, batch)
+        elapsed = time.perf_counter() - start
+        saved.append(1000 + len(saved))
+        if len(saved) > 2:
+            checkpointing.delete(location, saved[-3], batch)
+        return elapsed
+
+    times: dict[str, list[float]] = {'full': [], 'lean': []}
+    for _ in range(5):  # warm up
+        save()
+    for index in range(n):
+        order = ('full', 'lean') if index % 4 in (0, 3) else ('lean', 'full')
+        for variant in order:
+            with _lean(trainer) if variant == 'lean' else contextlib.nullcontext():
+                times[variant].append(save())
+    return times
+
+
+def save_cost(n: int, fsync: bool) -> tuple[float, float, int, int]:
+    """Median full and lean save times (s) and the two file sizes (bytes)."""
+    from drytorch import Experiment
+
+    with Experiment(None, name='bench', par_dir='.').create_run():
+        trainer = make_trainer(f'saves_{int(fsync)}')
+        stop_inside_an_epoch(trainer, 40)
+        with (
+            contextlib.nullcontext()
+            if fsync
+            else mock.patch.object(os, 'fsync', lambda fd: None)
+        ):
+            times = time_saves(trainer, n)
+        full_size = _size(trainer._state(*trainer._position()))
+        with _lean(trainer):
+            lean_size = _size(trainer._state(*trainer._position()))
+        trainer._in_epoch = False
+    return (
+        statistics.median(times['full']),
+        statistics.median(times['lean']),
+        full_size,
+        lean_size,
+    )
+
+
+def _size(state: dict[str, Any]) -> int:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return len(buffer.getvalue())
+
+
+def step_cost(rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-round epoch times of each variant, and its save_checkpoint() times."""
+    from drytorch import Experiment
+
+    variants: dict[str, int | None] = {
+        'none': None,
+        'check only': 10**9,
+        'every 100': 100,
+        'every 10': 10,
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    saves: dict[str, list[float]] = {name: [] for name in variants}
+    with Experiment(None, name='bench-steps', par_dir='.').create_run():
+        trainers = {}
+        for index, (name, steps) in enumerate(variants.items()):
+            trainer = make_trainer(f'steps_{index}')
+            if steps is not None:
+                trainer.checkpoint_every(steps=steps, keep_last=2)
+            trainer.save_checkpoint = _timed(trainer.save_checkpoint, saves[name])
+            trainer.train(1)  # warm up
+            saves[name].clear()
+            trainers[name] = trainer
+        names = list(variants)
+        for round_index in range(rounds):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                trainers[name].train(1)
+                times[name].append(time.perf_counter() - start)
+    return times, saves
+
+
+def _timed(method: Callable[[], str], into: list[float]) -> Callable[[], str]:
+    def timed() -> str:
+        start = time.perf_counter()
+        where = method()
+        into.append(time.perf_counter() - start)
+        return where
+
+    return timed
+
+
+def verdict(ok: bool) -> str:
+    return 'PASS' if ok else 'MISS'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--saves', type=int, default=200)
+    parser.add_argument('--rounds', type=int, default=25)
+    options = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.simplefilter('ignore')
+    print(f'load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs')
+    with scratch_environment():
+        full, lean, full_size, lean_size = save_cost(options.saves, fsync=True)
+        full_nf, lean_nf, _, _ = save_cost(options.saves, fsync=False)
+        per_round, saves = step_cost(options.rounds)
+    extra = (full - lean) / lean
+    extra_nf = (full_nf - lean_nf) / lean_nf
+    print(
+        f'\ncheckpoint of MLP {N_IN}->{N_HIDDEN}->{N_CLASSES} + Adam, inside an '
+        f'epoch ({options.saves} saves each, median):'
+    )
+    print(f'  full checkpoint   {full * 1e3:8.3f} ms  {full_size:7d} bytes')
+    print(f'  without the extra {lean * 1e3:8.3f} ms  {lean_size:7d} bytes')
+    print(
+        f'  extra state       {extra * 100:+7.2f} %   target < {EXTRA_TARGET:.0%}  '
+        f'{verdict(extra < EXTRA_TARGET)}'
+    )
+    print(
+        f'  without fsync (information): {full_nf * 1e3:.3f} ms vs '
+        f'{lean_nf * 1e3:.3f} ms, extra {extra_nf * 100:+.2f} %'
+    )
+    baseline = per_round['none']
+    step_us = statistics.median(baseline) / STEPS * 1e6
+    print(f'\nper-step cost of step checkpoints ({options.rounds} rounds, median):')
+    print(f'  no checkpoints: {step_us:.1f} us/step')
+    for name, every in (('check only', None), ('every 100', 100), ('every 10', 10)):
+        overhead = statistics.median(
+            (t - b) / STEPS * 1e6
+            for t, b in zip(per_round[name], baseline, strict=True)
+        )
+        if every is None:
+            target, detail = CHECK_TARGET_US, 'an integer compare per batch'
+        else:
+            one_save = statistics.median(saves[name])
+            target = SLACK * one_save / every * 1e6 + 1
+            detail = f'save_checkpoint() {one_save * 1e3:.2f} ms in training'
+        print(
+            f'  {name:<10} {overhead:+8.2f} us/step   target <= {target:7.2f}  '
+            f'{verdict(overhead <= target)}  ({detail})'
+        )
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
