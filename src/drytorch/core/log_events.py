@@ -230,9 +230,19 @@ class TestEndEvent:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CheckpointEvent:
-    """A checkpoint was saved (``action='save'``) or loaded (``'load'``)."""
+    """A checkpoint was saved, loaded or deleted (by a retention policy).
+
+    Attributes:
+        model_name: the model.
+        epoch: the epochs completed at the checkpoint.
+        action: ``'save'``, ``'load'`` or ``'delete'``.
+        location: where, as the storage backend describes it (a file path for
+            the local backend).
+        batch: the batches trained in the next epoch (0 at an epoch's end).
+    """
 
     model_name: str
     epoch: int
-    action: Literal['save', 'load']
+    action: Literal['save', 'load', 'delete']
     location: str
+    batch: int = 0

@@ -148,6 +148,11 @@ class Tracker:
         """Forward to ``notify``."""
         self.notify(event)
 
+    @hookimpl
+    def on_checkpoint_delete(self, event: Any) -> None:
+        """Forward to ``notify``."""
+        self.notify(event)
+
     @classmethod
     def get_current(cls) -> Self:
         """Return the instance of this class tracking the active run.

@@ -92,3 +92,8 @@ def on_checkpoint_save(event: CheckpointEvent) -> None:
 @hookspec
 def on_checkpoint_load(event: CheckpointEvent) -> None:
     """Tracking: a checkpoint was loaded."""
+
+
+@hookspec
+def on_checkpoint_delete(event: CheckpointEvent) -> None:
+    """Tracking: a retention policy deleted a checkpoint."""

@@ -369,7 +369,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
         where = checkpointing.save(location, epoch, self._state(epoch, batch), batch)
         get_host().broadcast(
             'on_checkpoint_save',
-            log_events.CheckpointEvent(self.model.name, epoch, 'save', where),
+            log_events.CheckpointEvent(self.model.name, epoch, 'save', where, batch),
         )
         if self.checkpoint_policy.prunes:
             self._prune(location, position)
@@ -453,7 +453,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
         get_host().broadcast(
             'on_checkpoint_load',
             log_events.CheckpointEvent(
-                self.model.name, self.model.epoch, 'load', str(location)
+                self.model.name, self.model.epoch, 'load', str(location), batch
             ),
         )
 
@@ -548,6 +548,16 @@ class Trainer(ModelRunner[Input, Target, Output]):
                 continue
             if checkpointing.delete(location, *position):
                 self._ranks.pop(position, None)
+                get_host().broadcast(
+                    'on_checkpoint_delete',
+                    log_events.CheckpointEvent(
+                        self.model.name,
+                        position[0],
+                        'delete',
+                        str(location),
+                        position[1],
+                    ),
+                )
             elif not self._warned_undeleted:
                 self._warned_undeleted = True
                 warnings.warn(

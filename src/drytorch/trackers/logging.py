@@ -199,12 +199,15 @@ class BuiltinLogger(tracking.Tracker):
 
     @notify.register
     def _(self, event: log_events.CheckpointEvent) -> None:
-        action = 'saved to' if event.action == 'save' else 'loaded from'
+        actions = {'save': 'saved to', 'load': 'loaded from', 'delete': 'deleted from'}
+        level = DETAIL if event.action == 'delete' else METRICS
+        where = f' batch {event.batch}' if event.batch else ''
         self.log(
-            METRICS,
-            'Checkpoint of %s at epoch %d %s %s.',
+            level,
+            'Checkpoint of %s at epoch %d%s %s %s.',
             event.model_name,
             event.epoch,
-            action,
+            where,
+            actions[event.action],
             event.location,
         )

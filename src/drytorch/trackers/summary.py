@@ -46,6 +46,19 @@ def on_checkpoint_save(event: log_events.CheckpointEvent) -> None:
     run.summary.setdefault('checkpoints', {})[f'{event.model_name}/{path.name}'] = {
         'path': str(path),
         'epoch': event.epoch,
-        'batch': getattr(event, 'batch', 0),
+        'batch': event.batch,
         'sha256': digest.hexdigest(),
     }
+
+
+@hookimpl
+def on_checkpoint_delete(event: log_events.CheckpointEvent) -> None:
+    """Forget a checkpoint that a retention policy deleted."""
+    run = scope.active_run()
+    saved = run.summary.get('checkpoints', {}) if run is not None else {}
+    for key, entry in list(saved.items()):
+        if key.startswith(f'{event.model_name}/') and (
+            entry.get('epoch'),
+            entry.get('batch'),
+        ) == (event.epoch, event.batch):
+            del saved[key]
