@@ -9,7 +9,7 @@ it implements every tracking hook and hands each event to ``notify``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from drytorch.core import exceptions, scope, settings
@@ -22,6 +22,7 @@ __all__ = [
     'INIT_MODES',
     'Tracker',
     'TrackerRegistry',
+    'build_available',
     'default_trackers',
     'extend_default_trackers',
     'init_trackers',
@@ -364,20 +365,33 @@ def trackers_by_name(names: Iterable[str]) -> list[Any]:
     offered: dict[str, Any] = {}
     for types in get_host().hook.tracker_types():
         offered.update(types)
-    built = []
     for name in names:
         if name not in offered:
             raise exceptions.SettingsError(
                 f'No plugin offers a tracker named {name!r}; available: '
                 f'{", ".join(sorted(offered))}.'
             )
+    return build_available([(name, offered[name], {}) for name in names])
+
+
+def build_available(
+    specs: Iterable[tuple[str, Callable[..., Any], Mapping[str, Any]]],
+) -> list[Any]:
+    """Build trackers from ``(name, factory, kwargs)``; skip unavailable ones.
+
+    A tracker whose optional dependency is missing (its factory raises
+    ``ImportError`` or a DRYTorch error) is skipped with one warning: a
+    missing extra never stops a run.
+    """
+    built = []
+    for name, factory, kwargs in specs:
         try:
-            built.append(offered[name]())
+            built.append(factory(**kwargs))
         except (ImportError, exceptions.DryTorchError) as err:
             warnings.warn(
                 f'Tracker {name} is unavailable and was skipped: {err}',
                 exceptions.DryTorchWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
     return built
 

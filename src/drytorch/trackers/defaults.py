@@ -8,12 +8,10 @@ missing extra never stops a run.
 from __future__ import annotations
 
 import importlib
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from drytorch.core import exceptions
-from drytorch.core.tracking import Tracker
+from drytorch.core.tracking import Tracker, build_available
 from drytorch.hookspecs._markers import hookimpl
 
 _TYPES = {
@@ -37,17 +35,7 @@ def _factory(name: str) -> Callable[..., Tracker]:
 
 
 def _build(specs: Sequence[tuple[str, dict[str, Any]]]) -> list[Tracker]:
-    built = []
-    for name, kwargs in specs:
-        try:
-            built.append(_factory(name)(**kwargs))
-        except (ImportError, exceptions.DryTorchError) as err:
-            warnings.warn(
-                f'Default tracker {name} is unavailable and was skipped: {err}',
-                exceptions.DryTorchWarning,
-                stacklevel=2,
-            )
-    return built
+    return build_available((name, _factory(name), kwargs) for name, kwargs in specs)
 
 
 @hookimpl
