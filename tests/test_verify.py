@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 import tomllib
 
 import tomli_w
 
 from drytorch import Experiment
 from tests import training_kit as kit
-
-DRYTORCH = pathlib.Path(sys.executable).parent / 'drytorch'
-
-
-def drytorch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DRYTORCH), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=dict(os.environ),
-    )
+from tests.test_cli import drytorch
 
 
 def trained(run_id: str = 'r', **every: int) -> Experiment[None]:

@@ -30,7 +30,6 @@ ENVIRONMENT_KEYS = (
     'git.commit',
     'git.dirty',
 )
-_CHUNK = 1 << 20
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -93,11 +92,9 @@ def compare_environment(recorded: Mapping[str, Any]) -> list[dict[str, str]]:
 def _check(path: pathlib.Path, entry: Mapping[str, Any]) -> str:
     if not path.is_file():
         return 'missing'
-    digest = hashlib.sha256()
     with path.open('rb') as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != entry.get('sha256'):
+        digest = hashlib.file_digest(file, 'sha256').hexdigest()
+    if digest != entry.get('sha256'):
         return 'hash differs'
     import torch
 

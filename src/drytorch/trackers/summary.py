@@ -16,8 +16,6 @@ import pathlib
 from drytorch.core import log_events, scope
 from drytorch.hookspecs._markers import hookimpl
 
-_CHUNK = 1 << 20
-
 
 @hookimpl
 def on_metrics(event: log_events.MetricsEvent) -> None:
@@ -39,10 +37,8 @@ def on_checkpoint_save(event: log_events.CheckpointEvent) -> None:
     path = pathlib.Path(event.location)
     if run is None or not path.is_file():  # a remote backend: nothing to hash
         return
-    digest = hashlib.sha256()
     with path.open('rb') as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
+        digest = hashlib.file_digest(file, 'sha256')
     run.summary.setdefault('checkpoints', {})[f'{event.model_name}/{path.name}'] = {
         'path': str(path),
         'epoch': event.epoch,
