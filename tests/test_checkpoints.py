@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from drytorch import DataLoader, Experiment, Loss, Metric, Model, Trainer, hookimpl
 from drytorch.core import checkpointing, exceptions, plugins, registering
-from drytorch.lib import hooks, rng
+from drytorch.lib import hooks
 from tests import training_kit as kit
 from tests.conftest import ROOT
 from tests.training_kit import Recorder
@@ -169,23 +170,6 @@ def test_continuing_from_a_checkpoint_is_exact_in_process() -> None:
     fresh.load_checkpoint(epoch=2)
     fresh.train(2)
     assert kit.same_weights(kit.weights(fresh.model), straight)
-
-
-def test_rng_states_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    with_numpy = rng.get_states()
-    np.random.rand(5)
-    rng.set_states(with_numpy)
-    first = np.random.rand()
-    rng.set_states(with_numpy)
-    assert np.random.rand() == first
-    monkeypatch.setattr(rng, '_numpy', lambda: None)
-    states = rng.get_states()
-    assert set(states) == {'python', 'words', 'sizes'}
-    assert states['sizes'][1] == 0  # no NumPy keys
-    expected = random.random(), torch.rand(2)
-    rng.set_states(states)
-    assert random.random() == expected[0]
-    assert torch.equal(torch.rand(2), expected[1])
 
 
 SCRIPT = """
@@ -628,6 +612,35 @@ def test_every_position_continues_exactly_in_process(rec: Recorder) -> None:
         assert checkpointing.list_positions(trainer._location()) == positions
 
 
+def test_only_weights_and_optimizer_are_tensor_records_in_the_file() -> None:
+    # Each tensor is a record of its own in the file, the costly part of a
+    # small checkpoint's save: what exact resuming adds is plain data.
+    with kit.experiment().create_run(run_id='r') as run:
+        trainer = _metered_trainer()
+        trainer.checkpoint_every(steps=4)
+        trainer.train(1)  # a checkpoint at step 4, holding running sums
+        file = folder() / 'epoch_0_batch_4.pt'
+        state = torch.load(file, weights_only=True)
+    assert state['objective']['sums']
+    # Nothing drew from Python's or NumPy's generators since the run seeded them.
+    assert state['rng']['python'] == state['rng']['numpy'] == {'seeded': run.seed}
+
+    def tensors(value: Any) -> int:
+        if isinstance(value, torch.Tensor):
+            return 1
+        if isinstance(value, Mapping):
+            return sum(tensors(item) for item in value.values())
+        if isinstance(value, list | tuple):
+            return sum(tensors(item) for item in value)
+        return 0
+
+    counts = {key: tensors(value) for key, value in state.items()}
+    assert {key for key, n in counts.items() if n} == {'model', 'optimizer'}
+    with zipfile.ZipFile(file) as archive:
+        records = [n for n in archive.namelist() if '/data/' in n and n[-1].isdigit()]
+    assert len(records) == counts['model'] + counts['optimizer']
+
+
 @pytest.mark.usefixtures('run')
 def test_resume_loads_the_latest_position_or_does_nothing() -> None:
     trainer = kit.trainer()
@@ -810,24 +823,3 @@ def test_a_killed_save_leaves_no_temporary_file_behind() -> None:
         assert not stale.exists() and own.exists()
         own.unlink()
         assert [p.name for p in folder().iterdir()] == ['epoch_1.pt']
-
-
-def test_rng_states_of_the_first_format_are_restored() -> None:
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    old = {
-        'python': {'version': version, 'state': list(internal), 'gauss': gauss},
-        'torch': torch.get_rng_state(),
-        'numpy': {
-            'name': name,
-            'keys': torch.from_numpy(keys.astype(np.int64)),
-            'pos': pos,
-            'has_gauss': has_gauss,
-            'cached_gaussian': cached,
-        },
-    }
-    expected = random.random(), float(np.random.rand()), torch.rand(2)
-    rng.set_states(old)
-    again = random.random(), float(np.random.rand()), torch.rand(2)
-    assert again[:2] == expected[:2]
-    assert torch.equal(again[2], expected[2])

@@ -835,8 +835,32 @@ def test_the_state_is_plain_data() -> None:
     state = loss.state_dict()
     assert state['counts'] == {'MSE': 1, 'Error': 1}
     assert state['batches'] == 1
-    assert state['sums']['MSE'].dtype == torch.float64
-    assert state['sums']['MSE'] is not loss._sums['MSE']
+    assert type(state['sums']['MSE']) is float  # no tensor: no file record
+    assert state['sums']['MSE'] == loss._sums['MSE'].item()
+
+
+def test_sums_saved_as_numbers_are_restored_exactly_on_the_given_device() -> None:
+    loss = Loss(mse, 'MSE')
+    loss.update(OUTPUTS, TARGETS)
+    loss.update(OUTPUTS * 1.1, TARGETS)
+    saved = loss._sums['MSE'].clone()
+    resumed = Loss(mse, 'MSE')
+    resumed.load_state_dict(loss.state_dict(), device='meta')
+    assert resumed._sums['MSE'].device.type == 'meta'  # created there
+    resumed.load_state_dict(loss.state_dict())
+    assert resumed._sums['MSE'].device.type == 'cpu'  # the default
+    assert resumed._sums['MSE'].dtype == torch.float64
+    assert torch.equal(resumed._sums['MSE'], saved)  # every bit of the float64
+
+
+def test_sums_saved_as_tensors_by_earlier_versions_still_load() -> None:
+    loss = Loss(mse, 'MSE')
+    loss.update(OUTPUTS, TARGETS)
+    state = loss.state_dict()
+    earlier = dict(state, sums={'MSE': torch.tensor(state['sums']['MSE'])})
+    resumed = Loss(mse, 'MSE')
+    resumed.load_state_dict(earlier)
+    assert torch.equal(resumed.compute()['MSE'], loss.compute()['MSE'])
 
 
 def test_invalid_states_are_refused_naming_the_objective() -> None:
@@ -844,7 +868,9 @@ def test_invalid_states_are_refused_naming_the_objective() -> None:
     for state in (
         {},
         {'sums': {'L1': torch.zeros(())}, 'counts': {}, 'batches': 1},
-        {'sums': {'L1': 1.0}, 'counts': {'L1': 1}, 'batches': 1},
+        {'sums': {'L1': '1.0'}, 'counts': {'L1': 1}, 'batches': 1},
+        {'sums': {'L1': True}, 'counts': {'L1': 1}, 'batches': 1},
+        {'sums': {'L1': torch.zeros(2)}, 'counts': {'L1': 1}, 'batches': 1},
         [],
     ):
         with pytest.raises(ObjectiveError, match="Metric\\(name='L1'"):

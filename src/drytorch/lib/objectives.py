@@ -131,7 +131,7 @@ def _state_error(objective: object, problem: str) -> ObjectiveError:
 
 
 def _own_state(
-    objective: object, state: Mapping[str, Any]
+    objective: object, state: Mapping[str, Any], device: torch.device | str | None
 ) -> tuple[dict[str, torch.Tensor], dict[str, int], int]:
     """Check and copy the base part of an objective's state."""
     if not isinstance(state, Mapping):
@@ -144,11 +144,16 @@ def _own_state(
         raise _state_error(objective, 'sums and counts must be dicts')
     if list(sums) != list(counts):
         raise _state_error(objective, 'sums and counts name different values')
+    target = torch.device('cpu' if device is None else device)
     copied: dict[str, torch.Tensor] = {}
     for name, total in sums.items():
-        if not isinstance(total, torch.Tensor) or total.ndim != 0:
-            raise _state_error(objective, f'the sum of {name!r} is not a 0-dim tensor')
-        copied[str(name)] = total.detach().clone()
+        if isinstance(total, float | int) and not isinstance(total, bool):
+            dtype = _accumulator_dtype(target)
+            copied[str(name)] = torch.tensor(float(total), dtype=dtype, device=target)
+        elif isinstance(total, torch.Tensor) and total.ndim == 0:  # earlier versions
+            copied[str(name)] = total.detach().clone()
+        else:
+            raise _state_error(objective, f'the sum of {name!r} is not a number')
     return copied, {str(k): int(v) for k, v in counts.items()}, int(state['batches'])
 
 
@@ -257,29 +262,37 @@ class Objective(abc.ABC, Generic[Output, Target]):
         self._batches = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """Return the running sums and counts since the last reset, as data.
+        """Return the running sums and counts since the last reset, as numbers.
 
         A checkpoint taken inside an epoch saves it, so that the epoch's
         metrics after resuming equal those of an uninterrupted run. The sums
-        are copies, still on their device (copying does not wait for it);
-        counts are ints.
+        are Python floats, which hold the float64 (or float32) accumulators
+        exactly; numbers rather than tensors because each tensor is a record
+        of its own in a checkpoint file, slower to write than the whole
+        pickled dict. Reading them waits for the device, as saving the
+        model's weights does anyway. Counts are ints.
         """
         return {
-            'sums': {name: total.clone() for name, total in self._sums.items()},
+            'sums': {name: total.item() for name, total in self._sums.items()},
             'counts': dict(self._counts),
             'batches': self._batches,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(
+        self, state: Mapping[str, Any], *, device: torch.device | str | None = None
+    ) -> None:
         """Continue from the running sums saved by ``state_dict``.
 
-        The sums stay on the device of the tensors given: move them to the
-        device of the values to come first.
+        Args:
+            state: from ``state_dict()``.
+            device: where the values to come will be, and so the sums (CPU
+                by default). Sums saved as tensors by earlier versions stay
+                on their own device.
 
         Raises:
             ObjectiveError: ``state`` was not made by ``state_dict``.
         """
-        sums, counts, batches = _own_state(self, state)
+        sums, counts, batches = _own_state(self, state, device)
         self._sums = sums
         self._counts = counts
         self._batches = batches
@@ -403,8 +416,13 @@ class _ProtocolObjective(Objective[Any, Any]):
             )
         return {'batches': self._batches, 'wrapped': method()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(
+        self, state: Mapping[str, Any], *, device: torch.device | str | None = None
+    ) -> None:
         """Restore the batch count and call the wrapped ``load_state_dict()``.
+
+        ``device`` is accepted for the objective interface and not used: the
+        wrapped state holds tensors, which keep their own device.
 
         Raises:
             ObjectiveError: ``state`` was not made by ``state_dict``, or the
@@ -592,14 +610,21 @@ class MetricCollection(Objective[Output, Target]):
             state['delegate_positions'] = list(self._delegate_positions)
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(
+        self, state: Mapping[str, Any], *, device: torch.device | str | None = None
+    ) -> None:
         """Restore the state saved by ``state_dict``, members included.
+
+        Args:
+            state: from ``state_dict()``.
+            device: where the sums go, as in ``Objective.load_state_dict``;
+                the torchmetrics-style members restore theirs themselves.
 
         Raises:
             ObjectiveError: ``state`` was not made by ``state_dict`` of a
                 collection with the same members.
         """
-        own = _own_state(self, state)
+        own = _own_state(self, state, device)
         delegates = state.get('delegates', [])
         if len(delegates) != len(self._delegates):
             raise _state_error(

@@ -30,10 +30,15 @@ from drytorch.lib.schedulers import AbstractScheduler
 
 __all__ = ['CHECKPOINT_FORMAT', 'CheckpointPolicy', 'Trainer']
 
-CHECKPOINT_FORMAT = 2
-"""Version of the checkpoint content; format 1 (epoch boundaries only) loads too."""
+CHECKPOINT_FORMAT = 3
+"""Version of the checkpoint content; formats 1 and 2 load too.
 
-_READABLE_FORMATS = (1, CHECKPOINT_FORMAT)
+Format 1 held epoch boundaries only; format 2 added positions inside epochs;
+format 3 stores the random states and the loss's running sums as plain data
+(numbers and text), which saves faster than tensors.
+"""
+
+_READABLE_FORMATS = (1, 2, CHECKPOINT_FORMAT)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -407,7 +412,10 @@ class Trainer(ModelRunner[Input, Target, Output]):
         if batch:  # the loss first: it is what may not fit
             assert isinstance(objective, Mapping)
             try:
-                self.loss.load_state_dict(to_device(dict(objective), self.model.device))
+                self.loss.load_state_dict(
+                    to_device(dict(objective), self.model.device),
+                    device=self.model.device,
+                )
             except exceptions.ObjectiveError as err:
                 raise exceptions.CheckpointError(
                     f'The checkpoint of {location} does not fit this loss: {err}'
@@ -487,7 +495,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
             },
             'pre_epoch_hooks': self.pre_epoch_hooks.state_dict(),
             'post_epoch_hooks': self.post_epoch_hooks.state_dict(),
-            'rng': rng.get_states(),
+            'rng': rng.get_states(seed=self._run_seed()),
             'loader': loader_state,
             'objective': self.loss.state_dict() if batch else None,
             'terminated': self._terminated,
@@ -702,6 +710,12 @@ class Trainer(ModelRunner[Input, Target, Output]):
                 self.model.name, self.name, epoch, tuple(rates), reason
             ),
         )
+
+    @staticmethod
+    def _run_seed() -> int | None:
+        """Return the run's seed: each process of the run starts seeded with it."""
+        run = scope.active_run()
+        return None if run is None else run.seed
 
     def _location(self) -> checkpointing.CheckpointLocation:
         run = scope.require_active_run('Checkpoints')
