@@ -63,7 +63,7 @@ def _spy(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
 def fresh_readings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start each test with nothing remembered and the raw reads unchecked."""
     for memo in (rng._python_memo, rng._numpy_memo, rng._torch_memo):
-        monkeypatch.setattr(memo, 'answer', None)
+        monkeypatch.setattr(memo, 'entry', None)
     for raw in (rng._PYTHON_RAW, rng._NUMPY_RAW):
         monkeypatch.setattr(raw, 'view', None)
         if raw.trusted is not False:  # False for Python's outside CPython
@@ -111,6 +111,7 @@ def test_generators_as_the_seed_left_them_are_stored_as_the_seed() -> None:
     assert states['numpy'] == {'seeded': 21}
     assert rng.get_states(seed=22)['python'] != {'seeded': 22}
     assert 'seeded' not in rng.get_states()['numpy']  # no seed known
+    assert 'seeded' not in rng.get_states(seed=2**40)['numpy']  # not NumPy's
     expected = _draws()
     rng.set_states(_through_a_file(states))
     assert _same(_draws(), expected)

@@ -86,25 +86,29 @@ class _RawWords:
         return raw if self.trusted else None
 
 
-@dataclasses.dataclass(slots=True)
 class _Memo:
-    """A generator's raw words at its last full reading, and the answer then."""
+    """A generator's raw words at its last full reading, and the answer then.
 
-    source: Any = None
-    raw: bytes | None = None
-    answer: dict[str, Any] | None = None
+    The three travel in one tuple, replaced in one assignment, so a thread
+    never sees the words of one reading with the answer of another.
+    """
+
+    __slots__ = ('entry',)
+
+    def __init__(self) -> None:
+        self.entry: tuple[Any, bytes, dict[str, Any]] | None = None
 
     def recall(self, source: Any, raw: bytes) -> dict[str, Any] | None:
-        if self.answer is None or self.source is not source or self.raw != raw:
+        entry = self.entry
+        if entry is None or entry[0] is not source or entry[1] != raw:
             return None
-        return dict(self.answer)  # a copy: callers may change theirs
+        return dict(entry[2])  # a copy: callers may change theirs
 
     def keep(self, source: Any, raw: bytes | None, answer: dict[str, Any]) -> None:
-        self.source, self.raw = source, raw
-        self.answer = None if raw is None else dict(answer)
+        self.entry = None if raw is None else (source, raw, dict(answer))
 
     def forget(self) -> None:
-        self.keep(None, None, {})
+        self.entry = None
 
 
 # CPython's random object: the object header, then ``int index`` and the
@@ -300,10 +304,12 @@ def _seeded_python(seed: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=4)
-def _seeded_numpy(seed: int) -> bytes:
+def _seeded_numpy(seed: int) -> bytes | None:
     """Return the raw words of NumPy's legacy generator seeded with ``seed``."""
     import numpy
 
+    if not 0 <= seed < 2**32:
+        return None  # NumPy refuses it: never its seed
     state: Any = numpy.random.RandomState(seed).get_state()
     _, keys, pos, _, _ = state
     return bytes(keys.astype('<u4').tobytes() + struct.pack('<i', int(pos)))
