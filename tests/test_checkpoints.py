@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,19 +28,6 @@ from tests.conftest import ROOT
 from tests.training_kit import Recorder
 
 AnyTrainer = Trainer[Any, Any, Any]
-
-
-@pytest.fixture
-def rec(host: plugins.PluginHost) -> Recorder:
-    recorder = Recorder()
-    host.register(recorder, 'rec')
-    return recorder
-
-
-@pytest.fixture
-def run() -> Iterator[Any]:
-    with kit.experiment().create_run(run_id='r') as active:
-        yield active
 
 
 def folder(model: str = 'Model', par_dir: str = '.') -> pathlib.Path:

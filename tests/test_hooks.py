@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import pathlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 import torch
 
 from drytorch import DataLoader, LearningSchema, Metric, Trainer
-from drytorch.core import exceptions, plugins
+from drytorch.core import exceptions
 from drytorch.lib import hooks
 from tests import training_kit as kit
 from tests.training_kit import Recorder
@@ -19,17 +19,7 @@ from tests.training_kit import Recorder
 AnyTrainer = Trainer[Any, Any, Any]
 
 
-@pytest.fixture
-def rec(host: plugins.PluginHost) -> Recorder:
-    recorder = Recorder()
-    host.register(recorder, 'rec')
-    return recorder
-
-
-@pytest.fixture(autouse=True)
-def run() -> Iterator[Any]:
-    with kit.experiment().create_run(run_id='r') as active:
-        yield active
+pytestmark = pytest.mark.usefixtures('run')
 
 
 def scripted(

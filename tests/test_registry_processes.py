@@ -20,7 +20,7 @@ import pytest
 
 import drytorch
 from drytorch.core import exceptions, registry
-from tests.conftest import run_python
+from tests.conftest import git, run_python
 
 pytestmark = pytest.mark.skipif(
     sys.platform == 'win32', reason='uses SIGKILL and POSIX process semantics'
@@ -382,18 +382,6 @@ SCRIPT = """
 with exp.create_run(sys.argv[1]):
     pass
 """
-
-
-def git(repo: pathlib.Path, *args: str) -> str:
-    done = subprocess.run(
-        ['git', '-c', 'user.name=Test', '-c', 'user.email=test@example.com', *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=TIMEOUT,
-    )
-    return done.stdout.strip()
 
 
 @pytest.mark.skipif(shutil.which('git') is None, reason='git is not installed')

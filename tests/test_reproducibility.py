@@ -23,7 +23,7 @@ import torch
 
 import drytorch
 from drytorch.core import environment, exceptions, seeding, settings
-from tests.conftest import run_python
+from tests.conftest import git, run_python
 
 TIMEOUT = 120  # seconds, for a loaded two-core machine
 
@@ -470,18 +470,6 @@ if len(sys.argv) > 2:
 with Experiment(None, name='repro').create_run(sys.argv[1]):
     pass
 """
-
-
-def git(repo: pathlib.Path, *args: str) -> str:
-    done = subprocess.run(
-        ['git', '-c', 'user.name=Test', '-c', 'user.email=test@example.com', *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=TIMEOUT,
-    )
-    return done.stdout.strip()
 
 
 def make_repo(repo: pathlib.Path) -> pathlib.Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
@@ -30,20 +30,6 @@ from drytorch.core import exceptions, plugins, tracking
 from drytorch.lib import schedulers
 from tests import training_kit as kit
 from tests.training_kit import Recorder
-
-
-@pytest.fixture
-def rec(host: plugins.PluginHost) -> Recorder:
-    recorder = Recorder()
-    host.register(recorder, 'rec')
-    return recorder
-
-
-@pytest.fixture
-def run() -> Iterator[Any]:
-    with kit.experiment().create_run(run_id='r') as active:
-        yield active
-
 
 # --- training ------------------------------------------------------------------
 
