@@ -46,7 +46,6 @@ import pathlib
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -54,6 +53,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import tomli_w
+from scratch import scratch_environment
 
 TARGET_MS = 25.0
 TARGET_RATIO = 2.0
@@ -68,33 +68,6 @@ class BenchConfig:
     epochs: int = 10
     model: str = 'resnet18'
     layers: tuple[int, ...] = (64, 128, 256)
-
-
-@contextmanager
-def scratch_environment() -> Iterator[pathlib.Path]:
-    """Point DRYTorch at a temporary registry and working directory."""
-    saved_env = dict(os.environ)
-    saved_cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix='drytorch-bench-') as name:
-        folder = pathlib.Path(name).resolve()
-        work = folder / 'work'
-        work.mkdir()
-        for var in [v for v in os.environ if v.startswith('DRYTORCH_')]:
-            del os.environ[var]
-        os.environ['DRYTORCH_REGISTRY_DIR'] = str(folder / 'registry')
-        os.environ['DRYTORCH_INIT_MODE'] = 'none'
-        os.chdir(work)
-        try:
-            from drytorch.core import settings
-
-            registry_dir = settings.get_settings().registry_dir.resolve()
-            if not registry_dir.is_relative_to(folder):
-                raise RuntimeError(f'registry {registry_dir} is not in {folder}')
-            yield folder
-        finally:
-            os.chdir(saved_cwd)
-            os.environ.clear()
-            os.environ.update(saved_env)
 
 
 def new_experiment(name: str) -> Any:
@@ -303,7 +276,7 @@ def main() -> None:
     args = parser.parse_args()
     cycles = max(args.cycles, 50)
 
-    with scratch_environment() as folder:
+    with scratch_environment('none') as folder:
         import drytorch
 
         print(f'drytorch {drytorch.__version__}, python {sys.version.split()[0]}')

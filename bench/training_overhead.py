@@ -91,7 +91,6 @@ import pathlib
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -99,6 +98,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from scratch import scratch_environment
 from torch import nn
 from torch.utils import data
 
@@ -130,33 +130,6 @@ LABELS = {
     'lightning-off': '(d) Lightning, all off',
     'lightning-default': '(e) Lightning, defaults',
 }
-
-
-@contextlib.contextmanager
-def scratch_environment() -> Iterator[pathlib.Path]:
-    """Point DRYTorch at a temporary registry and working directory."""
-    saved_env = dict(os.environ)
-    saved_cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix='drytorch-bench-') as name:
-        folder = pathlib.Path(name).resolve()
-        work = folder / 'work'
-        work.mkdir()
-        for var in [v for v in os.environ if v.startswith('DRYTORCH_')]:
-            del os.environ[var]
-        os.environ['DRYTORCH_REGISTRY_DIR'] = str(folder / 'registry')
-        os.environ['DRYTORCH_INIT_MODE'] = 'standard'  # the default trackers
-        os.chdir(work)
-        try:
-            from drytorch.core import settings
-
-            registry_dir = settings.get_settings().registry_dir.resolve()
-            if not registry_dir.is_relative_to(folder):
-                raise RuntimeError(f'registry {registry_dir} is not in {folder}')
-            yield folder
-        finally:
-            os.chdir(saved_cwd)
-            os.environ.clear()
-            os.environ.update(saved_env)
 
 
 @contextlib.contextmanager
@@ -600,7 +573,7 @@ def main() -> None:
     rounds = max(args.rounds, MIN_ROUNDS)
     torch.set_num_threads(1)
 
-    with scratch_environment() as folder:
+    with scratch_environment('standard') as folder:
         import drytorch
 
         print(
