@@ -123,6 +123,25 @@ class LearningSchema:
             )
 
     @classmethod
+    def _adam_like(
+        cls,
+        optimizer_cls: type[torch.optim.Optimizer],
+        lr: float | Mapping[str, float],
+        betas: _Betas,
+        weight_decay: float,
+        scheduler: AbstractScheduler,
+        gradient_op: GradientOp,
+    ) -> LearningSchema:
+        """Build a schema for an optimizer of Adam's family (betas, weight decay)."""
+        return cls(
+            optimizer_cls,
+            lr,
+            scheduler,
+            {'betas': tuple(betas), 'weight_decay': weight_decay},
+            gradient_op,
+        )
+
+    @classmethod
     def adam(
         cls,
         lr: float | Mapping[str, float] = 1e-3,
@@ -132,12 +151,8 @@ class LearningSchema:
         gradient_op: GradientOp = _NO_OP,
     ) -> LearningSchema:
         """Adam (with L2 penalty ``weight_decay`` added to the gradients)."""
-        return cls(
-            torch.optim.Adam,
-            lr,
-            scheduler,
-            {'betas': tuple(betas), 'weight_decay': weight_decay},
-            gradient_op,
+        return cls._adam_like(
+            torch.optim.Adam, lr, betas, weight_decay, scheduler, gradient_op
         )
 
     @classmethod
@@ -150,12 +165,8 @@ class LearningSchema:
         gradient_op: GradientOp = _NO_OP,
     ) -> LearningSchema:
         """AdamW: Adam with decoupled weight decay."""
-        return cls(
-            torch.optim.AdamW,
-            lr,
-            scheduler,
-            {'betas': tuple(betas), 'weight_decay': weight_decay},
-            gradient_op,
+        return cls._adam_like(
+            torch.optim.AdamW, lr, betas, weight_decay, scheduler, gradient_op
         )
 
     @classmethod
@@ -196,12 +207,8 @@ class LearningSchema:
         gradient_op: GradientOp = _NO_OP,
     ) -> LearningSchema:
         """RAdam: Adam with a rectified adaptive rate, steadier early on."""
-        return cls(
-            torch.optim.RAdam,
-            lr,
-            scheduler,
-            {'betas': tuple(betas), 'weight_decay': weight_decay},
-            gradient_op,
+        return cls._adam_like(
+            torch.optim.RAdam, lr, betas, weight_decay, scheduler, gradient_op
         )
 
     def __hash__(self) -> int:
