@@ -23,6 +23,7 @@ from typing import Any, Generic, Literal, Self, TypeVar
 from drytorch.core import (
     environment,
     exceptions,
+    files,
     log_events,
     registry,
     scope,
@@ -577,10 +578,4 @@ def _qualname(cls: type) -> str:
 
 def _write_beside(path: pathlib.Path, content: bytes) -> None:
     """Write a file beside a run record: whole or not at all, not synced."""
-    temp = path.with_name(f'.tmp-{os.getpid()}-{path.name}')
-    try:
-        temp.write_bytes(content)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    files.replace_file(path, content, sync=False)

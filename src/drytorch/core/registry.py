@@ -34,7 +34,7 @@ from typing import Any, get_args
 import filelock
 import tomli_w
 
-from drytorch.core import exceptions
+from drytorch.core import exceptions, files
 from drytorch.core.log_events import RunStatus
 
 __all__ = ['RecordWarning', 'RunLock', 'RunRecord', 'RunRegistry', 'now']
@@ -341,27 +341,14 @@ def _read_toml(path: pathlib.Path) -> dict[str, Any]:
         raise exceptions.CorruptRecordError(path, str(err)) from err
 
 
-def _temp_path(folder: pathlib.Path) -> pathlib.Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f'.tmp-{os.getpid()}-{secrets.token_hex(4)}'
-
-
-def _write_temp(folder: pathlib.Path, content: bytes) -> pathlib.Path:
-    temp = _temp_path(folder)
-    with temp.open('xb') as file:
-        file.write(content)
-        file.flush()
-        os.fsync(file.fileno())
-    return temp
-
-
 def _create_file(path: pathlib.Path, content: bytes) -> None:
     """Create ``path`` with ``content`` whole, or raise ``FileExistsError``.
 
     The data is synced only once the name is ours, so a burst of runs racing
     for the same second does not pay one ``fsync`` per taken id.
     """
-    temp = _temp_path(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = files.temp_path(path.parent)
     try:
         with temp.open('xb') as file:
             file.write(content)
@@ -383,12 +370,8 @@ def _create_file(path: pathlib.Path, content: bytes) -> None:
 
 def _replace_file(path: pathlib.Path, content: bytes) -> None:
     """Replace ``path`` with ``content``: readers see the old or the new file."""
-    temp = _write_temp(path.parent, content)
-    try:
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.replace_file(path, content)
 
 
 def _pid_alive(pid: int) -> bool:

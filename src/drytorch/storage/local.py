@@ -18,11 +18,10 @@ import contextlib
 import os
 import pathlib
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from drytorch.core import exceptions
+from drytorch.core import exceptions, files
 from drytorch.core.checkpointing import CheckpointLocation
 from drytorch.hookspecs._markers import hookimpl
 
@@ -75,15 +74,8 @@ def save_checkpoint(
     final = path(location, epoch, batch)
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(final.parent)
-    temp = final.parent / f'.tmp-{os.getpid()}-{secrets.token_hex(4)}.pt'
-    try:
-        with temp.open('xb') as file:
-            torch.save(dict(state), file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, final)
-    finally:
-        temp.unlink(missing_ok=True)
+    with files.replacing(final, suffix='.pt') as file:
+        torch.save(dict(state), file)
     return str(final)
 
 

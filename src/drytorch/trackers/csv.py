@@ -37,12 +37,11 @@ import math
 import os
 import pathlib
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
-from drytorch.core import exceptions, log_events
+from drytorch.core import exceptions, files, log_events
 from drytorch.trackers import base
 
 __all__ = ['HEADER', 'CSVColumnsWarning', 'CSVDumper', 'CSVWriteWarning']
@@ -294,19 +293,10 @@ def _rewrite(
     The old file stays whole until ``os.replace``, so a crash mid-rewrite
     loses nothing.
     """
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', newline='', encoding='utf-8') as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    with files.replacing(path, mode='w', newline='', encoding='utf-8') as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
     return path.open('a', newline='', encoding='utf-8')
 
 

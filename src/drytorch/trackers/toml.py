@@ -20,7 +20,6 @@ import functools
 import os
 import pathlib
 import re
-import secrets
 import tomllib
 import warnings
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from typing import Any
 
 import tomli_w
 
-from drytorch.core import exceptions, log_events, scope, snapshot
+from drytorch.core import exceptions, files, log_events, scope, snapshot
 from drytorch.trackers import base
 
 __all__ = ['TomlDumper', 'file_name']
@@ -147,12 +146,7 @@ def _write_kept(path: pathlib.Path, data: Mapping[str, Any]) -> None:
             return
         _keep(path, old)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = _temp_file(path.parent, content)
-    try:
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    files.replace_file(path, content)
 
 
 def _same_toml(old: bytes, new: bytes) -> bool:
@@ -169,7 +163,7 @@ def _keep(path: pathlib.Path, content: bytes) -> None:
     The copy is linked into place, which fails rather than replace a file
     another process created meanwhile.
     """
-    temp = _temp_file(path.parent, content)
+    temp = files.write_temp(path.parent, content)
     try:
         n = 1
         while True:
@@ -186,19 +180,6 @@ def _keep(path: pathlib.Path, content: bytes) -> None:
                 n += 1
     finally:
         temp.unlink(missing_ok=True)
-
-
-def _temp_file(folder: pathlib.Path, content: bytes) -> pathlib.Path:
-    temp = folder / f'.tmp-{os.getpid()}-{secrets.token_hex(4)}'
-    try:
-        with temp.open('xb') as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp
 
 
 def _plain(value: Any) -> Any:

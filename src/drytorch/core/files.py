@@ -1,0 +1,84 @@
+"""Writing files whole: a reader, or a crash, sees the old content or the new.
+
+The content goes to a temporary file beside the target, named
+``.tmp-<pid>-<random><suffix>`` so that whoever owns the folder can tell a
+killed process's leftovers from a save in progress; it is synced (unless the
+caller says the file is not worth an ``fsync``) and renamed over the target,
+or linked to it where the target must not exist yet. The run registry, the
+built-in trackers and the local checkpoint backend all write this way; a
+plugin may too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import secrets
+from collections.abc import Iterator
+from typing import IO, Any
+
+__all__ = ['replace_file', 'replacing', 'temp_path', 'write_temp']
+
+
+def temp_path(folder: pathlib.Path, suffix: str = '') -> pathlib.Path:
+    """Return a fresh temporary name in ``folder``, owned by this process."""
+    return folder / f'.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}'
+
+
+@contextlib.contextmanager
+def replacing(
+    path: pathlib.Path,
+    *,
+    sync: bool = True,
+    suffix: str = '',
+    mode: str = 'wb',
+    **open_args: Any,
+) -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces ``path`` when the block ends cleanly.
+
+    Args:
+        path: the file to replace (or create); its folder must exist.
+        sync: ``fsync`` the data before the rename, so that the new file
+            survives a power loss as well as a crash.
+        suffix: the end of the temporary file's name.
+        mode: ``'wb'`` or ``'w'``.
+        **open_args: more arguments for ``open`` (``encoding``, ``newline``).
+
+    On an error in the block, the temporary file is removed and ``path`` is
+    left as it was.
+    """
+    temp = temp_path(path.parent, suffix)
+    try:
+        with open(temp, mode.replace('w', 'x'), **open_args) as file:
+            yield file
+            file.flush()
+            if sync:
+                os.fsync(file.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def replace_file(path: pathlib.Path, content: bytes, *, sync: bool = True) -> None:
+    """Replace (or create) ``path`` with ``content``, whole; see ``replacing``."""
+    with replacing(path, sync=sync) as file:
+        file.write(content)
+
+
+def write_temp(folder: pathlib.Path, content: bytes) -> pathlib.Path:
+    """Write ``content`` to a synced temporary file in ``folder``; return its path.
+
+    For callers that link it into place (``os.link`` fails rather than
+    replace a file that exists); they remove it afterwards.
+    """
+    temp = temp_path(folder)
+    try:
+        with temp.open('xb') as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
