@@ -15,8 +15,9 @@ from typing import Any
 
 import tomli_w
 
-from drytorch.cli.tables import flatten, print_json, print_table
+from drytorch.cli.tables import print_json, print_table
 from drytorch.core import exceptions, registry, settings
+from drytorch.core.snapshot import flatten
 
 __all__ = ['compare', 'find_run', 'list_runs', 'load_histories', 'plot', 'show']
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ['flatten', 'print_json', 'print_table']
+__all__ = ['print_json', 'print_table']
 
 
 def print_table(rows: Sequence[Sequence[str]]) -> None:
@@ -20,13 +20,3 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 def print_json(data: Any) -> None:
     """Print ``data`` as indented JSON."""
     print(json.dumps(data, indent=2, default=str))
-
-
-def flatten(data: Any, prefix: str = '') -> dict[str, Any]:
-    """Return nested mappings as ``{'a.b.c': leaf}``."""
-    if isinstance(data, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(flatten(value, f'{prefix}.{key}' if prefix else str(key)))
-        return out
-    return {prefix: data}

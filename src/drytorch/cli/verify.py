@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from drytorch.cli.runs import find_run
-from drytorch.cli.tables import flatten, print_json, print_table
+from drytorch.cli.tables import print_json, print_table
 from drytorch.core import environment, registry
+from drytorch.core.snapshot import flatten
 
 __all__ = ['ENVIRONMENT_KEYS', 'check_checkpoints', 'compare_environment', 'verify']
 

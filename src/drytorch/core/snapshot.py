@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ['config_hash', 'diff', 'to_data', 'to_toml', 'unrecordable']
+__all__ = ['config_hash', 'diff', 'flatten', 'to_data', 'to_toml', 'unrecordable']
 
 NONE_MARK = '<None>'
 _ADDRESS = re.compile(r' at 0x[0-9a-fA-F]+>')
@@ -94,7 +94,7 @@ def config_hash(value: Any) -> str:
 
 def diff(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Return ``path: recorded -> current`` lines for every differing leaf."""
-    old, new = _flatten(recorded), _flatten(current)
+    old, new = flatten(recorded, root='value'), flatten(current, root='value')
     lines = []
     for key in sorted(old.keys() | new.keys()):
         a, b = old.get(key, '<missing>'), new.get(key, '<missing>')
@@ -113,13 +113,14 @@ def _toml_safe(data: Any) -> Any:
     return data
 
 
-def _flatten(data: Any, prefix: str = '') -> dict[str, Any]:
+def flatten(data: Any, prefix: str = '', root: str = '') -> dict[str, Any]:
+    """Return nested mappings as ``{'a.b.c': leaf}``; a bare value under ``root``."""
     if isinstance(data, Mapping):
         out: dict[str, Any] = {}
         for key, value in data.items():
-            out.update(_flatten(value, f'{prefix}.{key}' if prefix else str(key)))
+            out.update(flatten(value, f'{prefix}.{key}' if prefix else str(key), root))
         return out
-    return {prefix or 'value': data}
+    return {prefix or root: data}
 
 
 def _is_nan(value: Any) -> bool:
