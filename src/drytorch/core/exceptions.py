@@ -24,16 +24,19 @@ __all__ = [
     'NoActiveExperimentError',
     'ObjectiveError',
     'PluginError',
+    'RegistryError',
     'RunAlreadyActiveError',
     'RunAlreadyExistsError',
     'RunInUseError',
     'RunNotFoundError',
     'SeedMismatchError',
     'SettingsError',
+    'SlowTrackerWarning',
     'TrackerError',
     'TrackerFailureWarning',
     'TrainingError',
     'UnknownSettingWarning',
+    'UnsafePathError',
 ]
 
 
@@ -189,6 +192,25 @@ class TrackerFailureWarning(DryTorchWarning):
 
 class UnknownSettingWarning(DryTorchWarning):
     """A ``[tool.drytorch]`` key is not known to DRYTorch."""
+
+
+class SlowTrackerWarning(DryTorchWarning):
+    """One hook call of a tracker has been running longer than allowed."""
+
+
+class RegistryError(DryTorchError, OSError):
+    """The run registry cannot be read or written (a file, disk or permission issue).
+
+    The message names the path and the fix; no record is left half-written.
+    """
+
+
+class UnsafePathError(DryTorchError, OSError):
+    """A path from a record or an output folder would read or write outside.
+
+    Raised for symbolic links planted where DRYTorch writes, and for names
+    read from files that would leave their folder.
+    """
 
 
 class ObjectiveError(DryTorchError, ValueError):
