@@ -9,16 +9,23 @@ A checkpoint sits at a position ``(epoch, batch)``: ``epoch`` training epochs
 were completed and ``batch`` batches of the next one were trained. ``batch``
 is 0 at an epoch boundary. Positions compare as tuples, and "latest" is the
 highest position, never the newest file.
+
+The active run's record lists every checkpoint file it saved, with its
+SHA-256, for ``drytorch verify``. The core keeps that list as the files
+change, in an order that never lets the record name a file that is gone: a
+save is recorded once the file is in place, a deletion before the file is
+removed. A process killed in between leaves at most one file unlisted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from drytorch.core import exceptions
+from drytorch.core import exceptions, scope
 from drytorch.core.plugins import get_host
 
 __all__ = [
@@ -116,7 +123,53 @@ def save(
             f'No storage backend saved the checkpoint of {location}: is '
             'drytorch.storage.local disabled with no other backend installed?'
         )
+    _record_saved(location, epoch, batch, pathlib.Path(str(where)))
     return str(where)
+
+
+def _run_of(location: CheckpointLocation) -> Any:
+    """Return the active run if ``location`` is one of its models."""
+    run = scope.active_run()
+    if run is None or (run.id, run.experiment.name) != (
+        location.run_id,
+        location.experiment_name,
+    ):
+        return None
+    return run
+
+
+def _record_saved(
+    location: CheckpointLocation, epoch: int, batch: int, path: pathlib.Path
+) -> None:
+    """List a saved checkpoint file and its hash in the run's record, now."""
+    run = _run_of(location)
+    if run is None or not path.is_file():  # a remote backend: nothing to hash
+        return
+    with path.open('rb') as file:
+        digest = hashlib.file_digest(file, 'sha256')
+    run.summary.setdefault('checkpoints', {})[f'{location.model_name}/{path.name}'] = {
+        'path': str(path),
+        'epoch': epoch,
+        'batch': batch,
+        'sha256': digest.hexdigest(),
+    }
+    run.save_summary()
+
+
+def _record_deleting(location: CheckpointLocation, epoch: int, batch: int) -> None:
+    """Take a checkpoint out of the run's record before its file goes."""
+    run = _run_of(location)
+    if run is None:
+        return
+    prefix = f'{location.model_name}/'
+    gone = [
+        ('checkpoints', key)
+        for key, entry in run.summary.get('checkpoints', {}).items()
+        if key.startswith(prefix)
+        and (entry.get('epoch'), entry.get('batch', 0)) == (epoch, batch)
+    ]
+    if gone:
+        run.save_summary(remove=gone)
 
 
 def _positions(found: Iterable[Any] | None) -> list[Position]:
@@ -181,6 +234,7 @@ def delete(location: CheckpointLocation, epoch: int, batch: int = 0) -> bool:
     Raises:
         CheckpointError: the backend failed to delete it.
     """
+    _record_deleting(location, epoch, batch)
     try:
         deleted = get_host().hook.delete_checkpoint(
             location=location, epoch=epoch, batch=batch

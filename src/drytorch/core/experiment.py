@@ -16,7 +16,7 @@ import re
 import sys
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, TypeVar
 
@@ -85,6 +85,8 @@ class Experiment(Generic[ConfigT]):
         self.tags = tuple(tags) if not isinstance(tags, str) else (tags,)
         if not all(isinstance(tag, str) for tag in self.tags):
             raise TypeError(f'Experiment tags must be strings, got {self.tags!r}.')
+        for tag in self.tags:
+            host.hook.validate_name(name=tag, kind='tag')
         base = par_dir if par_dir is not None else config_settings.par_dir
         self.par_dir = pathlib.Path(base).expanduser().resolve()
         self.key = experiment_key(self.name, self.par_dir)
@@ -145,7 +147,8 @@ class Experiment(Generic[ConfigT]):
         Raises:
             RunAlreadyExistsError: ``run_id`` is recorded and ``resume`` is False.
             ConfigMismatchError: the recorded run has another configuration.
-            RunInUseError: another live process runs it.
+            RunInUseError: another live process holds it (runs it, or created
+                or resumed it and has not stopped it).
             CorruptRecordError: its record cannot be read.
             InvalidNameError: ``run_id`` cannot be used as a file name.
             SeedMismatchError: ``seed`` is not the resumed run's recorded seed.
@@ -159,7 +162,7 @@ class Experiment(Generic[ConfigT]):
             raise TypeError(f'deterministic must be a boolean, got {deterministic!r}.')
         if not resume:
             return self._new_run(run_id, seed, deterministic)
-        target = run_id or self.registry.last_id(self.key)
+        target = run_id if run_id is not None else self.registry.last_id(self.key)
         if target is None:
             warnings.warn(
                 f'No run of experiment {self.name!r} is recorded: starting a new one.',
@@ -171,6 +174,7 @@ class Experiment(Generic[ConfigT]):
             run = self._runs[target]
             if seed is not None and seed != run.seed:
                 raise exceptions.SeedMismatchError(target, run.seed, seed)
+            run._claim()
             if deterministic is not None:
                 run._deterministic = deterministic
             if run.deterministic:
@@ -221,6 +225,8 @@ class Experiment(Generic[ConfigT]):
         env = environment.capture_all()
         record = {
             'record_version': RECORD_VERSION,
+            'pid': os.getpid(),
+            'host': registry.this_host(),
             'experiment': self.name,
             'experiment_class': _qualname(type(self)),
             'experiment_key': self.key,
@@ -237,7 +243,7 @@ class Experiment(Generic[ConfigT]):
             'environment': env.record,
         }
         try:
-            new_id = self.registry.create(self.key, record, run_id)
+            new_id = self.registry.create(self.key, record, run_id, owner=self)
         except FileExistsError:
             assert run_id is not None
             raise exceptions.RunAlreadyExistsError(run_id, self.name) from None
@@ -249,6 +255,7 @@ class Experiment(Generic[ConfigT]):
             seed=seed,
             deterministic=deterministic,
         )
+        run._claim()  # from the experiment, which claimed it before the record
         _write_beside(run.packages_path, env.packages.text.encode())
         if env.diff is not None:
             _write_beside(run.diff_path, env.diff)
@@ -278,7 +285,9 @@ class Experiment(Generic[ConfigT]):
             raise exceptions.RunInUseError(
                 record.id, 'this process, where it is the active run (stop it first)'
             )
-        if record.status == 'running':
+        if record.status == 'running' and record.data.get('host') != (
+            registry.this_host()
+        ):
             raise exceptions.RunInUseError(record.id, registry.holder(record))
         recorded_seed = record.data.get('seed')
         config_settings = settings.get_settings()
@@ -315,6 +324,7 @@ class Experiment(Generic[ConfigT]):
             seed=recorded_seed,
             deterministic=deterministic,
         )
+        run._claim()
         self._runs[record.id] = run
         return run
 
@@ -335,8 +345,15 @@ class Run(Generic[ConfigT]):
         experiment: the experiment it executes.
         id: its id, unique within the experiment.
         summary: plain data that plugins keep about the run (the last
-            metrics, for instance); saved in the record's ``[summary]`` table
-            when the run stops, and found there again when it is resumed.
+            metrics, for instance), the record's ``[summary]`` table. While
+            the run is active, what plugins put there is merged into the
+            record at every write (``save_summary()`` writes at once); when
+            the run starts it is read afresh from the record, so a ``Run``
+            object kept across another process's session never writes old
+            values back.
+        model_names: the names of the models registered in the current
+            session; a resumed session starts empty, so a model keeps its
+            name (and finds its checkpoints) however often the run resumes.
     """
 
     def __init__(
@@ -362,6 +379,7 @@ class Run(Generic[ConfigT]):
         self._seed = seed
         self._deterministic = deterministic
         self._deterministic_state: seeding.DeterministicState | None = None
+        self._session: tuple[int, Any] | None = None
 
     @property
     def seed(self) -> int:
@@ -375,7 +393,7 @@ class Run(Generic[ConfigT]):
 
     @property
     def status(self) -> log_events.RunStatus:
-        """The run's status as last written by this process."""
+        """The run's status as last read or written by this process."""
         status: log_events.RunStatus = self._record['status']
         return status
 
@@ -415,43 +433,48 @@ class Run(Generic[ConfigT]):
         if active is not None:
             raise exceptions.RunAlreadyActiveError(repr(active), repr(self))
         exp = self.experiment
-        if not self._lock.try_acquire():
-            holder = registry.holder(exp.registry.read(exp.key, self.id))
-            raise exceptions.RunInUseError(self.id, holder)
+        self._claim()
         host = get_host()
-        try:
-            if self._recorded:  # another process may have written it since
-                self._record = dict(exp.registry.read(exp.key, self.id).data)
-            scope.enter(self)
-            exp.trackers.activate(host)
-            started = registry.now()
-            recorded_seed = self._record.get('seed')
+        started = registry.now()
+        installed = environment.packages()
+        previous: list[str | None] = []
+
+        def begin(data: dict[str, Any]) -> None:
+            recorded_seed = data.get('seed')
             if isinstance(recorded_seed, int) and not isinstance(recorded_seed, bool):
                 self._seed = recorded_seed  # the record wins a race
-            packages_hash = self._update_packages()
+            previous.append(_last_packages_hash(data))
             session = {
                 'started_at': started,
                 'pid': os.getpid(),
                 'host': registry.this_host(),
                 'seed': self._seed,
                 'deterministic': self._deterministic,
-                'packages_hash': packages_hash,
+                'packages_hash': installed.hash,
             }
-            self._record.update(
+            data.update(
                 seed=self._seed,
                 deterministic=self._deterministic,
                 status='running',
                 started_at=started,
                 pid=os.getpid(),
                 host=registry.this_host(),
-                sessions=[*self._record.get('sessions', []), session],
+                sessions=[*data.get('sessions', []), session],
             )
-            self._record.pop('error', None)
-            exp.registry.write(exp.key, self._record)
+            data.pop('error', None)
+
+        try:
+            scope.enter(self)
+            exp.trackers.activate(host)
+            self.model_names = set()
+            self._write(begin, merge=False)
+            self._session = (os.getpid(), started)
+            if previous[-1] != installed.hash or not self.packages_path.exists():
+                _write_beside(self.packages_path, installed.text.encode())
         except BaseException:
             exp.trackers.deactivate()
             scope.exit(self)
-            self._lock.release()
+            self._lock.release(self)
             raise
         resumed = self._recorded
         self._recorded = True
@@ -475,26 +498,77 @@ class Run(Generic[ConfigT]):
         if self._deterministic:
             self._deterministic_state = seeding.enable_deterministic()
         seeding.seed_everything(self._seed)
-        self._save_summary()  # where trackers write, known even if the run crashes
+        self.save_summary()  # where trackers write, known even if the run crashes
         return self
 
-    def _update_packages(self) -> str:
-        """Rewrite the packages file if they changed since the last session."""
-        installed = environment.packages()
-        sessions = self._record.get('sessions') or []
-        last = sessions[-1] if sessions and isinstance(sessions[-1], dict) else {}
-        env = self._record.get('environment')
-        previous = last.get('packages_hash') or (
-            env.get('packages_hash') if isinstance(env, dict) else None
-        )
-        if previous != installed.hash or not self.packages_path.exists():
-            _write_beside(self.packages_path, installed.text.encode())
-        return installed.hash
+    def save_summary(
+        self, *, remove: Iterable[tuple[str, ...]] = (), sync: bool = True
+    ) -> None:
+        """Write ``summary`` into the record now, merged with what is on disk.
 
-    def _save_summary(self) -> None:
-        if self.summary and self.summary != self._record.get('summary'):
-            self._record['summary'] = copy.deepcopy(self.summary)
-            self.experiment.registry.write(self.experiment.key, self._record)
+        Plugins call it when what the record says must hold even if the
+        process dies next: a checkpoint saved or deleted, the last metrics.
+        Nothing is written unless the run is active.
+
+        Args:
+            remove: paths of summary entries to delete, such as
+                ``('checkpoints', 'model/epoch_3.pt')``; merging alone never
+                deletes.
+            sync: ``fsync`` the record (False: it survives a crash of the
+                process, not a power loss).
+        """
+        if not self.is_active:
+            return
+        removals = [tuple(path) for path in remove]
+        for path in removals:
+            _remove_entry(self.summary, path)
+        if removals or self.summary != self._record.get('summary', {}):
+            self._write(None, merge=True, remove=removals, sync=sync)
+
+    def _write(
+        self,
+        change: Callable[[dict[str, Any]], None] | None,
+        *,
+        merge: bool,
+        remove: Iterable[tuple[str, ...]] = (),
+        sync: bool = True,
+    ) -> None:
+        """Read, change and write the record under its lock; refresh this copy.
+
+        With ``merge``, the in-memory summary is merged into the recorded one
+        (recorded entries it does not have are kept); without, the recorded
+        summary replaces the in-memory one.
+        """
+        exp = self.experiment
+        mine = copy.deepcopy(self.summary) if merge else {}
+
+        def apply(data: dict[str, Any]) -> None:
+            if change is not None:
+                change(data)
+            recorded = data.get('summary')
+            merged = copy.deepcopy(recorded) if isinstance(recorded, dict) else {}
+            _merge(merged, mine)
+            for path in remove:
+                _remove_entry(merged, path)
+            if merged:
+                data['summary'] = merged
+            else:
+                data.pop('summary', None)
+
+        record = exp.registry.update(exp.key, self.id, apply, sync=sync)
+        self._record = dict(record.data)
+        self.summary.clear()
+        self.summary.update(copy.deepcopy(self._record.get('summary', {})))
+
+    def _claim(self) -> None:
+        """Hold the run for this process, or raise ``RunInUseError``."""
+        if not self._lock.claim(self):
+            exp = self.experiment
+            try:
+                holder = registry.holder(exp.registry.read(exp.key, self.id))
+            except (FileNotFoundError, exceptions.CorruptRecordError):
+                holder = 'another process'
+            raise exceptions.RunInUseError(self.id, holder)
 
     def stop(self, error: BaseException | None = None, *, reason: str = '') -> None:
         """Stop the run and finalise its record; do nothing if it is not active.
@@ -509,6 +583,18 @@ class Run(Generic[ConfigT]):
         stopped = registry.now()
         status: log_events.RunStatus = 'failed' if error is not None else 'completed'
         message = f'{type(error).__name__}: {error}' if error is not None else None
+
+        def end(data: dict[str, Any]) -> None:
+            data.update(status=status, stopped_at=stopped)
+            if message is not None:
+                data['error'] = message
+            for session in reversed(data.get('sessions', [])):
+                if (session.get('pid'), session.get('started_at')) == self._session:
+                    session.update(status=status, stopped_at=stopped)
+                    if reason:
+                        session['stop_reason'] = reason
+                    break
+
         try:
             get_host().broadcast(
                 'on_run_stop',
@@ -516,24 +602,16 @@ class Run(Generic[ConfigT]):
             )
         finally:
             exp.trackers.deactivate()
-            scope.exit(self)
             if self._deterministic_state is not None:
                 seeding.restore_deterministic(self._deterministic_state)
                 self._deterministic_state = None
             if self._finalizer is not None:
                 self._finalizer.detach()
-            self._record.update(status=status, stopped_at=stopped)
-            self._record['sessions'][-1].update(status=status, stopped_at=stopped)
-            if self.summary:
-                self._record['summary'] = copy.deepcopy(self.summary)
-            if message is not None:
-                self._record['error'] = message
-            if reason:
-                self._record['sessions'][-1]['stop_reason'] = reason
             try:
-                exp.registry.write(exp.key, self._record)
+                self._write(end, merge=True)
             finally:
-                self._lock.release()
+                scope.exit(self)
+                self._lock.release(self)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -561,6 +639,38 @@ def _stop_at_exit(ref: weakref.ref[Run[Any]]) -> None:
         run.stop(error, reason='stopped at interpreter exit: run.stop() not called')
 
 
+def _last_packages_hash(data: Mapping[str, Any]) -> str | None:
+    """Return the packages hash of the record's last session (or its creation)."""
+    sessions = data.get('sessions') or []
+    last = sessions[-1] if sessions and isinstance(sessions[-1], dict) else {}
+    env = data.get('environment')
+    found = last.get('packages_hash') or (
+        env.get('packages_hash') if isinstance(env, dict) else None
+    )
+    return found if isinstance(found, str) else None
+
+
+def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """Merge ``update`` into ``into``: tables recursively, other values replaced."""
+    for key, value in update.items():
+        current = into.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            _merge(current, value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _remove_entry(data: dict[str, Any], path: tuple[str, ...]) -> None:
+    """Delete ``data[path[0]]...[path[-1]]`` if present."""
+    for key in path[:-1]:
+        child = data.get(key)
+        if not isinstance(child, dict):
+            return
+        data = child
+    if path:
+        data.pop(path[-1], None)
+
+
 def experiment_key(name: str, par_dir: pathlib.Path) -> str:
     """Return the registry key of an experiment: a readable slug and a short hash.
 
@@ -578,4 +688,5 @@ def _qualname(cls: type) -> str:
 
 def _write_beside(path: pathlib.Path, content: bytes) -> None:
     """Write a file beside a run record: whole or not at all, not synced."""
-    files.replace_file(path, content, sync=False)
+    with registry.faults(path, 'write a file of the run'):
+        files.replace_file(path, content, sync=False)

@@ -14,11 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ['replace_file', 'replacing', 'temp_path', 'write_temp']
+__all__ = [
+    'remove_stale_temporaries',
+    'replace_file',
+    'replacing',
+    'temp_path',
+    'write_temp',
+]
 
 
 def temp_path(folder: pathlib.Path, suffix: str = '') -> pathlib.Path:
@@ -82,3 +90,47 @@ def write_temp(folder: pathlib.Path, content: bytes) -> pathlib.Path:
         temp.unlink(missing_ok=True)
         raise
     return temp
+
+
+STALE_AGE = 60.0  # seconds: older than any write in progress, on any host
+_TEMP = re.compile(r'\.tmp-(\d+)-[0-9a-f]{8}.*')
+
+
+def remove_stale_temporaries(folder: pathlib.Path, min_age: float = STALE_AGE) -> int:
+    """Remove the temporary files that killed processes left in ``folder``.
+
+    A temporary file is stale when the process named in it is gone and it is
+    older than ``min_age`` seconds: the age keeps the files of a live writer
+    on another host (a shared file system, where pids mean nothing) safe.
+    Returns how many were removed; files that cannot be removed are left.
+    """
+    removed = 0
+    deadline = time.time() - min_age
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _TEMP.fullmatch(entry.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat(follow_symlinks=False).st_mtime > deadline:
+                continue
+            if not pid_alive(int(match.group(1))):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Return whether a process with ``pid`` runs on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True

@@ -14,8 +14,6 @@ over.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pathlib
 import re
 from collections.abc import Mapping
@@ -26,7 +24,6 @@ from drytorch.core.checkpointing import CheckpointLocation
 from drytorch.hookspecs._markers import hookimpl
 
 _FILE = re.compile(r'epoch_(\d+)(?:_batch_([1-9]\d*))?\.pt')
-_TEMP = re.compile(r'\.tmp-(\d+)-[0-9a-f]+\.pt')
 
 
 def folder(location: CheckpointLocation) -> pathlib.Path:
@@ -50,18 +47,12 @@ _CLEANED: set[pathlib.Path] = set()
 
 
 def _remove_stale_temporaries(found: pathlib.Path) -> None:
-    # One process at a time runs a run: another pid's temporary file is a
-    # save that a killed process never finished. They all predate this
-    # process's first save in the folder, so one look per folder suffices.
-    if found in _CLEANED:
-        return
-    _CLEANED.add(found)
-    own = os.getpid()
-    for entry in found.iterdir():
-        match = _TEMP.fullmatch(entry.name)
-        if match and int(match.group(1)) != own:
-            with contextlib.suppress(OSError):
-                entry.unlink()
+    # One process at a time runs a run: a dead process's temporary file is a
+    # save it never finished. They all predate this process's first save in
+    # the folder, so one look per folder suffices.
+    if found not in _CLEANED:
+        _CLEANED.add(found)
+        files.remove_stale_temporaries(found, min_age=0)
 
 
 @hookimpl(trylast=True)

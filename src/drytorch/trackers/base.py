@@ -15,7 +15,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Protocol
 
-from drytorch.core import exceptions, log_events, scope, tracking
+from drytorch.core import exceptions, files, log_events, scope, tracking
 
 __all__ = ['Dumper', 'MetricHistory', 'MetricLoader', 'RunInfo']
 
@@ -122,6 +122,8 @@ class Dumper(tracking.Tracker):
             event.experiment_name, event.run_id, event.par_dir, event.resumed
         )
         self._last_par_dir = event.par_dir
+        # what a killed process of this run left half-written
+        files.remove_stale_temporaries(self.folder(event.experiment_name, event.run_id))
         active = scope.active_run()
         if active is not None:  # `drytorch show` lists where each tracker wrote
             outputs = active.summary.setdefault('outputs', {})
