@@ -4,18 +4,26 @@ Everything is read from the run records; metric histories for plots come
 from the files the CSV or SQLite trackers wrote, found through the output
 locations each record keeps in its ``[summary.outputs]`` table (or their
 default places).
+
+These commands read and never write, except ``plot``, which writes only to
+``--out`` or the working directory. Records are checked before use
+(``drytorch.cli.records``): a name that would make a path leave its folder
+refuses the record, with an error naming the file and the field.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import pathlib
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import tomli_w
 
-from drytorch.cli.tables import print_json, print_table
+from drytorch.cli import records
+from drytorch.cli.tables import print_json, print_table, printable
 from drytorch.core import exceptions, registry, settings
 from drytorch.core.snapshot import flatten
 
@@ -29,12 +37,20 @@ def _registry(args: argparse.Namespace) -> registry.RunRegistry:
 
 
 def _records(args: argparse.Namespace) -> list[registry.RunRecord]:
+    """Return the readable, safe records; warn about and skip the others."""
     reg = _registry(args)
     found = []
     for key in reg.experiment_keys():
         name = reg.experiment_info(key).get('name', key)
-        if not args.experiment or name == args.experiment:
-            found.extend(reg.list_runs(key))
+        if args.experiment and name != args.experiment:
+            continue
+        for record in reg.list_runs(key):
+            try:
+                records.check_record(record)
+            except exceptions.CorruptRecordError as err:
+                warnings.warn(str(err), registry.RecordWarning, stacklevel=2)
+                continue
+            found.append(record)
     return found
 
 
@@ -43,6 +59,7 @@ def find_run(args: argparse.Namespace, run_id: str) -> registry.RunRecord:
 
     Raises:
         DryTorchError: no run or several runs have that id.
+        CorruptRecordError: the record holds an unsafe experiment name or id.
     """
     reg = _registry(args)
     matches = []
@@ -63,13 +80,16 @@ def find_run(args: argparse.Namespace, run_id: str) -> registry.RunRecord:
             f'Several experiments have a run {run_id!r} ({names}); add '
             '--experiment NAME.'
         )
+    records.check_record(matches[0])
     return matches[0]
 
 
 def last_metrics(record: registry.RunRecord) -> dict[str, Any]:
-    """Return ``{model: {source: metrics}}`` as recorded when the run stopped."""
-    metrics = record.data.get('summary', {}).get('metrics', {})
-    return metrics if isinstance(metrics, dict) else {}
+    """Return ``{model: {source: metrics}}`` as recorded when the run stopped.
+
+    Entries with unsafe names are skipped with a warning.
+    """
+    return records.last_metrics(record)
 
 
 def _metrics_cell(record: registry.RunRecord) -> str:
@@ -81,7 +101,7 @@ def _metrics_cell(record: registry.RunRecord) -> str:
     values = ' '.join(
         f'{name}={value:.4g}'
         for name, value in sources[source].items()
-        if name != 'epoch' and isinstance(value, int | float)
+        if name != 'epoch'
     )
     return f'{model}/{source} {values}'
 
@@ -114,7 +134,7 @@ def list_runs(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     """Print one run: status, config, environment, metrics and output places."""
     record = find_run(args, args.run)
-    outputs = _outputs(record)
+    outputs = {name: str(place) for name, place in _outputs(record).items()}
     if args.json:
         print_json(
             dict(record.to_json(), registry_path=str(record.path), outputs=outputs)
@@ -125,17 +145,18 @@ def show(args: argparse.Namespace) -> int:
     print(f'  created   {record.created_at:%Y-%m-%d %H:%M:%S}')
     sessions = len(data.get('sessions', []))
     print(f'  duration  {_duration(record)} over {sessions} session(s)')
-    print(f'  host      {data.get("host", "-")} (pid {data.get("pid", "-")})')
-    print(f'  tags      {", ".join(record.tags) or "-"}')
+    host, pid = printable(data.get('host', '-')), printable(data.get('pid', '-'))
+    print(f'  host      {host} (pid {pid})')
+    print(f'  tags      {printable(", ".join(record.tags)) or "-"}')
     if 'error' in data:
-        print(f'  error     {data["error"]}')
+        print(f'  error     {printable(data["error"])}')
     _section('Config', {'config': dict(record.config)} if record.config else {})
     _section('Environment', {'environment': data.get('environment', {})})
     metrics = last_metrics(record)
     _section('Last metrics', {'metrics': metrics} if metrics else {})
     print('\nOutputs')
     for name, place in outputs.items():
-        print(f'  {name:<14}{place}')
+        print(f'  {printable(name):<14}{printable(place)}')
     return 0
 
 
@@ -165,12 +186,16 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def plot(args: argparse.Namespace) -> int:
-    """Draw the learning curves of a run from its CSV or SQLite metrics."""
+    """Draw the learning curves of a run from its CSV or SQLite metrics.
+
+    The files go to ``--out`` or, by default, to the working directory: the
+    record's names are checked safe names, so the default name has no folder.
+    """
     record = find_run(args, args.run)
     histories = load_histories(record)
     from drytorch.trackers.plot import plot_run
 
-    out = args.out or pathlib.Path(f'{record.experiment}_{record.id}.png')
+    out = args.out or pathlib.Path.cwd() / f'{record.experiment}_{record.id}.png'
     written = plot_run(histories, out, args.metric)
     if not written:
         raise exceptions.DryTorchError(
@@ -185,14 +210,33 @@ def plot(args: argparse.Namespace) -> int:
 def load_histories(record: registry.RunRecord) -> dict[str, Any]:
     """Return ``{model: {source: MetricHistory}}`` from the run's CSV or SQLite files.
 
+    The CSV folder is ``csv_metrics/<experiment>/<run id>`` under the
+    experiment's folder, or under the folder that ``[summary.outputs]``
+    names for ``CSVDumper`` when its last three parts are exactly those; an
+    entry that names another folder is ignored with a warning. Files are
+    read where the trackers wrote them, never through symbolic links, and
+    reading SQLite creates no file beside the database.
+
     Raises:
         DryTorchError: neither tracker stored metrics for the run.
+        CorruptRecordError: the record names no absolute ``par_dir``.
+        UnsafePathError: a metrics file or folder is a symbolic link.
     """
-    outputs = record.data.get('summary', {}).get('outputs', {})
-    par_dir = pathlib.Path(str(record.data.get('par_dir', '.')))
+    places = records.outputs(record)
+    par_dir = records.par_dir(record)
     csv_root = par_dir
-    if 'CSVDumper' in outputs:
-        csv_root = pathlib.Path(outputs['CSVDumper']).parents[2]
+    csv_place = places.get('CSVDumper')
+    if csv_place is not None:
+        if csv_place.parts[-3:] == ('csv_metrics', record.experiment, record.id):
+            csv_root = csv_place.parents[2]
+        else:
+            warnings.warn(
+                f'Run record {record.path}: summary.outputs.CSVDumper '
+                f'({printable(csv_place)}) is not a CSV folder of this run; it '
+                'was ignored.',
+                registry.RecordWarning,
+                stacklevel=2,
+            )
     from drytorch.trackers.csv import CSVDumper
 
     histories: dict[str, Any] = CSVDumper(par_dir=csv_root).load_metrics(
@@ -200,26 +244,30 @@ def load_histories(record: registry.RunRecord) -> dict[str, Any]:
     )
     if histories:
         return histories
-    database = pathlib.Path(outputs.get('SQLiteTracker', par_dir / 'metrics.db'))
-    if database.is_file():
-        from drytorch.trackers.sqlite import SQLiteTracker
+    from drytorch.trackers.sqlite import DEFAULT_NAME, SQLiteTracker
 
-        histories = SQLiteTracker.read(database, record.experiment, record.id)
-        if histories:
-            return histories
+    database = places.get('SQLiteTracker', par_dir / DEFAULT_NAME)
+    histories = SQLiteTracker.read(
+        database, record.experiment, record.id, par_dir=par_dir
+    )
+    if histories:
+        return histories
     raise exceptions.DryTorchError(
         f'No metrics of run {record.id!r} were stored as CSV or SQLite; subscribe '
         'CSVDumper or SQLiteTracker (or list them in [tool.drytorch] trackers).'
     )
 
 
-def _outputs(record: registry.RunRecord) -> dict[str, str]:
-    places = {'record': str(record.path)}
-    places.update(record.data.get('summary', {}).get('outputs', {}))
-    par_dir = pathlib.Path(str(record.data.get('par_dir', '.')))
+def _outputs(record: registry.RunRecord) -> dict[str, pathlib.Path]:
+    places = {'record': record.path}
+    places.update(records.outputs(record))
+    try:
+        par_dir = records.par_dir(record)
+    except exceptions.CorruptRecordError:
+        return places  # show the rest of the record all the same
     checkpoints = par_dir / 'checkpoints' / record.experiment / record.id
     if checkpoints.is_dir():
-        places['checkpoints'] = str(checkpoints)
+        places['checkpoints'] = checkpoints
     return places
 
 
@@ -247,10 +295,47 @@ def _text(value: Any) -> str:
 
 
 def _duration(record: registry.RunRecord) -> str:
-    if record.started_at is None:
-        return '-'
-    if record.stopped_at is None or record.stopped_at < record.started_at:
-        return 'running' if record.status == 'running' else '-'
-    seconds = int((record.stopped_at - record.started_at).total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    return f'{hours}:{rest // 60:02d}:{rest % 60:02d}'
+    """Return the time the run ran, over all its sessions, as ``H:MM:SS``.
+
+    A session counts from its ``started_at`` to its ``stopped_at``. The
+    session of a run still running counts until now, and the duration ends
+    with ``(running)``. A session without ``stopped_at`` that is not running
+    (its process was killed) counts nothing, since when it stopped cannot be
+    known: the duration is then a lower bound and ends with ``+``. Records
+    without sessions count from their ``started_at`` to their ``stopped_at``.
+    """
+    sessions = record.data.get('sessions')
+    if not isinstance(sessions, list) or not sessions:
+        sessions = [{'started_at': record.started_at, 'stopped_at': record.stopped_at}]
+    total = 0.0
+    counted = unknown = running = False
+    for index, session in enumerate(sessions):
+        started = session.get('started_at') if isinstance(session, dict) else None
+        stopped = session.get('stopped_at') if isinstance(session, dict) else None
+        if not isinstance(started, datetime.datetime):
+            unknown = True
+            continue
+        if not isinstance(stopped, datetime.datetime):
+            if index == len(sessions) - 1 and record.status == 'running':
+                stopped, running = registry.now(), True
+            else:
+                unknown = True
+                continue
+        seconds = (_aware(stopped) - _aware(started)).total_seconds()
+        if seconds < 0:  # a clock set back: nothing sensible to add
+            unknown = True
+            continue
+        total += seconds
+        counted = True
+    if not counted:
+        return 'running' if running or record.status == 'running' else '-'
+    hours, rest = divmod(int(total), 3600)
+    text = f'{hours}:{rest // 60:02d}:{rest % 60:02d}'
+    if running:
+        return f'{text} (running)'
+    return f'{text}+' if unknown else text
+
+
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    """Return ``moment`` with a timezone (local time if it has none)."""
+    return moment if moment.tzinfo is not None else moment.astimezone()

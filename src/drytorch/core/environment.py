@@ -23,6 +23,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     'git_diff',
     'git_state',
     'packages',
+    'recorded_code_folder',
     'versions',
 ]
 
@@ -80,7 +82,9 @@ def capture_all() -> Capture:
     """Return the environment of a new run, files beside the record included.
 
     The code's folder is the running script's folder, or the working
-    directory in an interactive session.
+    directory in an interactive session. It is recorded as ``code_folder``
+    so that the git state can be compared later from any process, whatever
+    its own script (``drytorch verify`` runs from the virtual environment).
     """
     installed = packages()
     env: dict[str, Any] = {
@@ -93,6 +97,7 @@ def capture_all() -> Capture:
         'accelerator': accelerator(),
     }
     folder = code_folder()
+    env['code_folder'] = folder  # `drytorch verify` asks git about this folder
     git = git_state(folder)
     diff = None
     if git:
@@ -109,6 +114,32 @@ def code_folder() -> str:
     script = pathlib.Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     folder = script.parent if script and script.is_file() else pathlib.Path.cwd()
     return str(folder.resolve())
+
+
+def recorded_code_folder(env: Mapping[str, Any]) -> str | None:
+    """Return the code folder that a run's ``[environment]`` table names.
+
+    Records written before ``code_folder`` was kept give the command and the
+    working directory, from which the folder is found as ``code_folder``
+    found it. None when the table cannot tell (or names no absolute folder).
+    """
+    folder = env.get('code_folder')
+    if folder is None:
+        cwd, command = env.get('cwd'), env.get('command')
+        if not isinstance(cwd, str) or not _absolute(cwd):
+            return None
+        script = command[1] if isinstance(command, list) and command[1:] else None
+        if isinstance(script, str) and script and '\0' not in script:
+            path = pathlib.Path(cwd, script)
+            if path.is_file():
+                return str(path.parent.resolve())
+        return cwd
+    return folder if isinstance(folder, str) and _absolute(folder) else None
+
+
+def _absolute(folder: str) -> bool:
+    # a NUL would make subprocess raise ValueError rather than fail like git
+    return '\0' not in folder and os.path.isabs(folder)
 
 
 @functools.cache
@@ -240,9 +271,11 @@ def git_diff(folder: str) -> tuple[bytes, bool]:
 
 
 def _git(folder: str, *args: str) -> str | None:
+    # core.fsmonitor names a program that git runs: never one of a folder's own
+    # config, since ``drytorch verify`` asks about folders named in records
     try:
         done = subprocess.run(
-            ['git', *args],
+            ['git', '-c', 'core.fsmonitor=false', *args],
             cwd=folder,
             capture_output=True,
             text=True,

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 __all__ = [
+    'refuse_links',
     'remove_stale_temporaries',
     'replace_file',
     'replacing',
@@ -106,6 +107,8 @@ def remove_stale_temporaries(folder: pathlib.Path, min_age: float = STALE_AGE) -
     """
     removed = 0
     deadline = time.time() - min_age
+    if folder.is_symlink():  # never clean someone else's folder
+        return 0
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -134,3 +137,22 @@ def pid_alive(pid: int) -> bool:
     except OSError:  # it exists, owned by someone else
         return True
     return True
+
+
+def refuse_links(path: pathlib.Path, writer: str, depth: int = 1) -> None:
+    """Raise ``UnsafePathError`` if ``path`` or a near parent is a symbolic link.
+
+    ``depth`` counts ``path`` and the parents checked. Appending writers (CSV
+    files, SQLite databases) would follow a link planted in their output
+    folder and change a file elsewhere; ``writer`` names who refuses, for the
+    message.
+    """
+    from drytorch.core import exceptions
+
+    for place in [path, *path.parents][:depth]:
+        if place.is_symlink():
+            raise exceptions.UnsafePathError(
+                f'{place} is a symbolic link (to {os.readlink(place)}): {writer} '
+                'neither reads nor writes through links, which could reach a '
+                'file elsewhere. Remove the link to write there.'
+            )

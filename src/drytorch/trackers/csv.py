@@ -23,6 +23,12 @@ Rules that keep a file trustworthy across resumed runs:
   told apart by the ``Model`` and ``Source`` columns, which are authoritative.
 - An output folder that cannot be written gives one ``CSVWriteWarning`` and
   the tracker stops writing for the run: training never stops for a tracker.
+- Nothing is read or written through a symbolic link: a file (or a folder of
+  the layout) that is a link, planted to make the tracker append to a file
+  elsewhere, raises ``UnsafePathError`` naming it, and the tracker is
+  unsubscribed with a ``TrackerFailureWarning``; ``load_metrics`` raises it
+  too. Rewrites replace the file by renaming a new one over it, which never
+  reaches a link's target.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ HEADER = ('Model', 'Source', 'Epoch')
 
 _UNSAFE = re.compile(r'[^A-Za-z0-9_-]')
 _PART = re.compile(r'^(?P<stem>[^.]+)(?:\.(?P<part>[0-9]+))?\.csv$')
+_NOFOLLOW = getattr(os, 'O_NOFOLLOW', 0)  # not on Windows: is_symlink checks
 
 
 class CSVColumnsWarning(exceptions.DryTorchWarning):
@@ -107,6 +114,9 @@ class CSVDumper(base.Dumper):
             return
         try:
             self._write(event)
+        except exceptions.UnsafePathError:
+            self._close_all()
+            raise  # not a write failure to warn about: the tracker must go
         except (OSError, ValueError, csv.Error) as error:  # never stop training
             self._stop_writing(error)
 
@@ -118,17 +128,24 @@ class CSVDumper(base.Dumper):
         Parts are read in order and rows follow the writer's rule: a row for
         an epoch not after the last one read replaces that epoch and the later
         ones. Missing cells are NaN.
+
+        Raises:
+            UnsafePathError: a file or folder of the run's layout is a
+                symbolic link.
         """
         folder = self.folder(experiment_name, run_id)
+        files.refuse_links(folder, 'CSVDumper', depth=3)
         if not folder.is_dir():
             return {}
-        files = []
+        parts = []
         for path in folder.iterdir():
             match = _PART.match(path.name)
-            if match and path.is_file():
-                files.append((match['stem'], int(match['part'] or 1), path))
+            if match:
+                files.refuse_links(path, 'CSVDumper')
+                if path.is_file():
+                    parts.append((match['stem'], int(match['part'] or 1), path))
         histories: dict[str, dict[str, base.MetricHistory]] = {}
-        for _, _, path in sorted(files):
+        for _, _, path in sorted(parts):
             header, rows, _ = _read(path)
             if tuple(header[:3]) != HEADER:
                 continue  # not a file of this tracker
@@ -171,22 +188,24 @@ class CSVDumper(base.Dumper):
 
     def _open(self, model: str, source: str, names: list[str]) -> _Sheet:
         """Continue the file of ``model`` and ``source``, or start it."""
+        # the kind, experiment and run folders: checked before run_dir makes them
+        files.refuse_links(
+            self.folder(self.run.experiment_name, self.run.run_id), 'CSVDumper', depth=3
+        )
         folder = self.run_dir
         stem = f'{_safe(model)}_{_safe(source)}'
         owner = _owner(folder / f'{stem}.csv')
         if owner is not None and owner != (model, source):  # a plain-name clash
             stem += '-' + _digest(f'{model}\0{source}')
         path = _latest_part(folder, stem)
+        files.refuse_links(path, 'CSVDumper')
         if not path.exists():
             return _create(path, names)
         header, rows, whole = _read(path)
         if tuple(header[:3]) != HEADER or not set(names) <= set(header[3:]):
             return self._next_part(path, names)
-        handle: TextIO
-        if whole:
-            handle = path.open('a', newline='', encoding='utf-8')
-        else:  # a crash cut the last row short: drop it, then append
-            handle = _rewrite(path, header, rows)
+        # a crash may have cut the last row short: drop it, then append
+        handle = _append(path) if whole else _rewrite(path, header, rows)
         epochs = [int(row[2]) for row in rows]
         return _Sheet(path, header[3:], max(epochs, default=None), handle)
 
@@ -245,7 +264,20 @@ def _latest_part(folder: pathlib.Path, stem: str) -> pathlib.Path:
     return folder / (f'{stem}.csv' if part == 1 else f'{stem}.{part}.csv')
 
 
+def _append(path: pathlib.Path) -> TextIO:
+    """Open ``path`` to append, refusing a link even if one appeared just now."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW)
+    except OSError:
+        # ELOOP: a link appeared since the last check
+        files.refuse_links(path, 'CSVDumper')
+        raise
+    return os.fdopen(fd, 'a', newline='', encoding='utf-8')
+
+
 def _create(path: pathlib.Path, names: Sequence[str]) -> _Sheet:
+    # a dangling link: exclusive creation would fail anyway
+    files.refuse_links(path, 'CSVDumper')
     handle = path.open('x', newline='', encoding='utf-8')
     csv.writer(handle).writerow([*HEADER, *names])
     handle.flush()
@@ -259,6 +291,7 @@ def _read(path: pathlib.Path) -> tuple[list[str], list[list[str]], bool]:
     written and flushed whole): it is left out, like any malformed row.
     Undecodable text gives no header and no rows.
     """
+    files.refuse_links(path, 'CSVDumper')
     try:
         text = path.read_text(encoding='utf-8')
         lines = list(csv.reader(io.StringIO(text, newline='')))
@@ -275,6 +308,7 @@ def _read(path: pathlib.Path) -> tuple[list[str], list[list[str]], bool]:
 
 def _owner(path: pathlib.Path) -> tuple[str, str] | None:
     """Return the model and source of a file's first row, if it has one."""
+    files.refuse_links(path, 'CSVDumper')
     if not path.exists():
         return None
     _, rows, _ = _read(path)
@@ -297,7 +331,7 @@ def _rewrite(
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    return path.open('a', newline='', encoding='utf-8')
+    return _append(path)
 
 
 def _supersede(history: base.MetricHistory, epoch: int) -> None:

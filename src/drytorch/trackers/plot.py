@@ -9,6 +9,10 @@ Layout: ``<par_dir>/plots/<experiment>/<run id>/<model>-<metric>.png``, one
 file per model and metric, with one curve per source (``Trainer``,
 ``Validation``, ...) against the epoch.
 
+Every file is written to a temporary file and renamed over its name, so a
+reader never sees half a PNG and a symbolic link planted in the output
+folder is replaced rather than written through.
+
 Cost: drawing and saving one PNG takes some tens of milliseconds (about 30 ms
 for a small curve on a laptop CPU). With ``every_epoch`` the tracker redraws
 the files of the model whose epoch ended, once per epoch and metric; it does
@@ -27,7 +31,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from drytorch.core import exceptions, log_events, scope
+from drytorch.core import exceptions, files, log_events, scope
 from drytorch.trackers.base import Dumper, MetricHistory, MetricLoader
 
 if TYPE_CHECKING:
@@ -178,8 +182,16 @@ def _curves(
 def _save(
     histories: Mapping[str, MetricHistory], model: str, metric: str, path: pathlib.Path
 ) -> None:
+    """Draw and save one figure; its suffix names the format.
+
+    The file is replaced by renaming a new one over it, never opened where
+    it is: a symbolic link planted in its place is replaced, and the file it
+    points to is left alone.
+    """
     figure = plot_histories(histories, metric, f'{model}: {metric}')
-    figure.savefig(path)
+    fmt = path.suffix.lstrip('.').lower() or 'png'
+    with files.replacing(path, sync=False, suffix=path.suffix) as handle:
+        figure.savefig(handle, format=fmt)
 
 
 def save_learning_curves(

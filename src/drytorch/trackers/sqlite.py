@@ -37,6 +37,18 @@ gives one warning and the rows wait in memory until it is free (a warning at
 the end of the run lists what could not be written); a file that is not a
 SQLite database (or a newer schema) gives one warning and the tracker stops
 writing for the run. It never deletes or rewrites the file.
+
+It never writes through a symbolic link: a database, ``-wal``, ``-shm`` or
+``-journal`` file that is a link (planted to make the tracker modify a file
+elsewhere) raises ``UnsafePathError`` naming it, and the tracker is
+unsubscribed with a ``TrackerFailureWarning``.
+
+Reading (``read``, ``load_metrics``, ``drytorch plot``) creates no file
+beside the database, which may belong to someone else or sit in a folder
+only read: a database in WAL mode without a ``-wal`` file has no writer, so
+it is opened ``immutable`` (and read again if a writer started meanwhile); a
+live writer's WAL and its ``-shm`` index are read as they are; a ``-wal``
+left without its index is read from a copy in a temporary folder.
 """
 
 from __future__ import annotations
@@ -47,10 +59,14 @@ import functools
 import math
 import os
 import pathlib
+import shutil
 import sqlite3
+import tempfile
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
-from drytorch.core import exceptions, log_events
+from drytorch.core import exceptions, files, log_events
 from drytorch.trackers import base
 
 __all__ = ['DEFAULT_NAME', 'SCHEMA_VERSION', 'SQLiteTracker', 'SQLiteWarning']
@@ -58,6 +74,10 @@ __all__ = ['DEFAULT_NAME', 'SCHEMA_VERSION', 'SQLiteTracker', 'SQLiteWarning']
 DEFAULT_NAME = 'metrics.db'
 """The database's file name in the experiment's folder."""
 SCHEMA_VERSION = 1
+
+_SIDE_FILES = ('-wal', '-shm', '-journal')
+_HEADER = b'SQLite format 3\x00'
+_T = TypeVar('_T')
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS experiments (
@@ -211,18 +231,22 @@ class SQLiteTracker(base.Dumper):
 
         Raises:
             TrackerError: the file is not a readable SQLite database.
+            UnsafePathError: the file, or one beside it, is a symbolic link.
         """
-        file = pathlib.Path(path).resolve()
+        given = pathlib.Path(path)
+        files.refuse_links(given, 'SQLiteTracker')
+        file = given.resolve()
         if not file.is_file():
             return {}
+        for suffix in _SIDE_FILES:
+            files.refuse_links(_side(file, suffix), 'SQLiteTracker')
         try:
-            connection = sqlite3.connect(
-                f'{file.as_uri()}?mode=ro', uri=True, timeout=5.0
+            return _read_quietly(
+                file,
+                lambda connection: _read_run(
+                    connection, experiment_name, run_id, par_dir
+                ),
             )
-            try:
-                return _read_run(connection, experiment_name, run_id, par_dir)
-            finally:
-                connection.close()
         except sqlite3.Error as error:
             raise exceptions.TrackerError(
                 f'Cannot read metrics from {file}: {error}.'
@@ -248,11 +272,16 @@ class SQLiteTracker(base.Dumper):
                     )
                 return
             self._give_up(error)
+        except exceptions.UnsafePathError:
+            raise  # not a file to warn about: the tracker must go
         except (OSError, exceptions.TrackerError) as error:
             self._give_up(error)
 
     def _connect(self) -> sqlite3.Connection:
         self.database.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite follows links, and writes its journals beside their target
+        for file in (self.database, *(_side(self.database, s) for s in _SIDE_FILES)):
+            files.refuse_links(file, 'SQLiteTracker')
         connection = sqlite3.connect(
             self.database,
             timeout=self.timeout,
@@ -340,6 +369,65 @@ class SQLiteTracker(base.Dumper):
     def __repr__(self) -> str:
         path = str(self.path) if self.path is not None else None
         return f'{type(self).__name__}(path={path!r})'
+
+
+def _side(database: pathlib.Path, suffix: str) -> pathlib.Path:
+    return database.with_name(database.name + suffix)
+
+
+def _read_quietly(file: pathlib.Path, query: Callable[[sqlite3.Connection], _T]) -> _T:
+    """Run ``query`` on a read-only connection that creates no file beside ``file``.
+
+    A reader of a WAL database makes its ``-wal`` and ``-shm`` files when they
+    are missing. Without a ``-wal`` file nothing is writing, so the database
+    is read ``immutable``; a writer that starts meanwhile shows as a new
+    ``-wal`` file or a changed database file, and the read is made again.
+    """
+    for attempt in range(3):
+        wal, shm = _side(file, '-wal'), _side(file, '-shm')
+        if not _in_wal_mode(file) or (wal.exists() and shm.exists()):
+            return _query(f'{file.as_uri()}?mode=ro', query)  # as the writer sees it
+        if wal.exists():  # a WAL without its index: SQLite would create one
+            return _query_copy(file, wal, query)
+        before = _stamp(file)
+        result = _query(f'{file.as_uri()}?immutable=1', query)
+        unchanged = not wal.exists() and _stamp(file) == before
+        if unchanged or attempt == 2:  # a writer that keeps coming: last snapshot
+            return result
+    raise AssertionError('unreachable: the last attempt returns')
+
+
+def _query(uri: str, query: Callable[[sqlite3.Connection], _T]) -> _T:
+    connection = sqlite3.connect(uri, uri=True, timeout=5.0)
+    try:
+        return query(connection)
+    finally:
+        connection.close()
+
+
+def _query_copy(
+    file: pathlib.Path, wal: pathlib.Path, query: Callable[[sqlite3.Connection], _T]
+) -> _T:
+    with tempfile.TemporaryDirectory(prefix='drytorch-sqlite-') as folder:
+        copy = pathlib.Path(folder) / 'copy.db'
+        shutil.copyfile(file, copy)
+        shutil.copyfile(wal, _side(copy, '-wal'))
+        return _query(f'{copy.as_uri()}?mode=ro', query)
+
+
+def _in_wal_mode(file: pathlib.Path) -> bool:
+    """Whether the header says WAL (read and write versions 2)."""
+    try:
+        with file.open('rb') as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return header[:16] == _HEADER and header[18:20] == b'\x02\x02'
+
+
+def _stamp(file: pathlib.Path) -> tuple[int, int, int]:
+    stat = file.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _is_busy(error: sqlite3.Error) -> bool:
