@@ -243,7 +243,7 @@ def test_a_stale_run_object_keeps_another_sessions_summary() -> None:
 def test_resuming_in_the_same_process_keeps_the_model_and_its_checkpoints() -> None:
     """A re-run notebook cell resumes training where it stopped."""
     exp = kit.experiment()
-    with exp.create_run(run_id='k', resume=True):
+    with exp.create_run(run_id='k'):
         model = kit.linear('m')
         trainer = kit.trainer(model)
         trainer.checkpoint_every(epochs=1)
@@ -354,7 +354,7 @@ def test_a_trackers_temporary_files_of_dead_processes_are_removed() -> None:
     stale.write_text('half a file')
     old = time.time() - 2 * files.STALE_AGE
     os.utime(stale, (old, old))
-    with exp.create_run(run_id='r', resume=True):
+    with exp.create_run(run_id='r'):
         assert not stale.exists()
 
 
