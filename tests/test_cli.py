@@ -19,13 +19,17 @@ class Config:
     lr: float = 0.1
 
 
-def drytorch(*args: str) -> subprocess.CompletedProcess[str]:
+def drytorch(
+    *args: str, cwd: pathlib.Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``drytorch`` script."""
     return subprocess.run(
         [str(DRYTORCH), *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
+        cwd=cwd,
         env=dict(os.environ),
     )
 

@@ -33,7 +33,7 @@ from drytorch.trackers.csv import CSVDumper
 from drytorch.trackers.sqlite import SQLiteTracker
 from tests import training_kit as kit
 from tests.conftest import git
-from tests.test_cli import DRYTORCH
+from tests.test_cli import drytorch
 
 pytestmark = pytest.mark.skipif(
     sys.platform == 'win32', reason='symbolic links and SIGKILL'
@@ -43,21 +43,6 @@ pytestmark = pytest.mark.skipif(
 @dataclasses.dataclass(frozen=True)
 class Config:
     lr: float = 0.1
-
-
-def drytorch(
-    *args: str, cwd: pathlib.Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``drytorch`` script."""
-    return subprocess.run(
-        [str(DRYTORCH), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-        env=dict(os.environ),
-    )
 
 
 def train(
