@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import sys
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +32,7 @@ from drytorch.core import (
     settings,
     snapshot,
     tracking,
+    watchdog,
 )
 from drytorch.core.plugins import get_host
 
@@ -350,7 +352,9 @@ class Run(Generic[ConfigT]):
             record at every write (``save_summary()`` writes at once); when
             the run starts it is read afresh from the record, so a ``Run``
             object kept across another process's session never writes old
-            values back.
+            values back. Trackers whose hook calls took a noticeable share
+            of a session (``drytorch.core.watchdog``) are listed with their
+            seconds under ``tracker_seconds``.
         model_names: the names of the models registered in the current
             session; a resumed session starts empty, so a model keeps its
             name (and finds its checkpoints) however often the run resumes.
@@ -380,6 +384,7 @@ class Run(Generic[ConfigT]):
         self._deterministic = deterministic
         self._deterministic_state: seeding.DeterministicState | None = None
         self._session: tuple[int, Any] | None = None
+        self._started_clock = time.perf_counter()
 
     @property
     def seed(self) -> int:
@@ -492,6 +497,8 @@ class Run(Generic[ConfigT]):
             timestamp=started,
         )
         self.start_event = event
+        host.reset_tracker_times()
+        self._started_clock = time.perf_counter()
         host.broadcast('on_run_start', event)
         # After the trackers: the user's code draws the same numbers whatever
         # the trackers did.
@@ -595,12 +602,20 @@ class Run(Generic[ConfigT]):
                         session['stop_reason'] = reason
                     break
 
+        host = get_host()
         try:
-            get_host().broadcast(
+            host.broadcast(
                 'on_run_stop',
                 log_events.RunStopEvent(exp.name, self.id, status, message, stopped),
             )
         finally:
+            slow = watchdog.noticeable_tracker_times(
+                host.tracker_times(), time.perf_counter() - self._started_clock
+            )
+            if slow:  # this session's; earlier sessions' stay in the record
+                self.summary['tracker_seconds'] = {
+                    name: round(seconds, 3) for name, seconds in slow.items()
+                }
             exp.trackers.deactivate()
             if self._deterministic_state is not None:
                 seeding.restore_deterministic(self._deterministic_state)

@@ -15,12 +15,13 @@ import importlib.metadata
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from time import perf_counter
 from typing import Any
 
 import pluggy
 
-from drytorch.core import exceptions, settings
+from drytorch.core import exceptions, settings, watchdog
 from drytorch.hookspecs import PROJECT_NAME, SPEC_MODULES
 
 __all__ = [
@@ -68,6 +69,10 @@ class PluginHost:
     Tracking hooks go through ``broadcast``: an implementation that raises is
     reported once and unregistered, and the others still run. Every other
     hook is called through ``hook`` and its errors propagate.
+
+    Tracking hook calls are timed per plugin (``tracker_times``) and watched:
+    one that runs longer than ``slow_tracker_seconds`` gets one
+    ``SlowTrackerWarning`` with its stack, and is left to finish.
     """
 
     def __init__(self) -> None:
@@ -76,6 +81,18 @@ class PluginHost:
             self.manager.add_hookspecs(module)
         self._origins: dict[str, str] = {}
         self._on_fault: dict[str, Callable[[], None]] = {}
+        self._calls = watchdog.CallTable(
+            PluginHost._dispatch.__code__, settings.Settings.slow_tracker_seconds
+        )
+
+    @property
+    def slow_tracker_seconds(self) -> float:
+        """Seconds after which a tracking hook call is reported; <= 0: never."""
+        return self._calls.limit
+
+    @slow_tracker_seconds.setter
+    def slow_tracker_seconds(self, seconds: float) -> None:
+        self._calls.limit = seconds
 
     @property
     def hook(self) -> Any:
@@ -84,6 +101,7 @@ class PluginHost:
 
     def load(self, config: settings.Settings) -> None:
         """Register the built-in plugins, then the entry-point ones."""
+        self.slow_tracker_seconds = config.slow_tracker_seconds
         for module_name in BUILTIN_PLUGINS:
             if module_name not in config.disable_plugins:
                 self.register(importlib.import_module(module_name), module_name)
@@ -187,26 +205,57 @@ class PluginHost:
         Implementations run in pluggy's order. One that raises an ``Exception``
         is reported with a ``TrackerFailureWarning`` and unregistered.
         """
-        caller = getattr(self.manager.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
-            try:
-                if impl.argnames:
-                    impl.function(event)
-                else:
-                    impl.function()
-            except Exception as err:
-                self._fault(impl.plugin_name, hook_name, err)
+        impls = getattr(self.manager.hook, hook_name).get_hookimpls()
+        if impls:
+            self._dispatch(reversed(impls), hook_name, event)
 
     def deliver(self, name: str, hook_name: str, event: object) -> None:
         """Deliver ``event`` to one plugin, with the fault rule of ``broadcast``."""
         plugin = self.manager.get_plugin(name)
         caller = getattr(self.manager.hook, hook_name)
-        for impl in caller.get_hookimpls():
-            if impl.plugin is plugin:
+        impls = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
+        self._dispatch(impls, hook_name, event)
+
+    def tracker_times(self) -> dict[str, float]:
+        """Return the seconds spent in tracking hook calls, by plugin name.
+
+        All threads count; a call nested in another counts in both.
+        """
+        return self._calls.times()
+
+    def reset_tracker_times(self) -> None:
+        """Count ``tracker_times`` from zero again (at a run's start)."""
+        self._calls.reset_times()
+
+    def _dispatch(
+        self, impls: Iterable[pluggy.HookImpl], hook_name: str, event: object
+    ) -> None:
+        """Call the tracking hook ``impls``: timed, watched, faults isolated.
+
+        The hot path: per call, one tuple for the watchdog, one clock read and
+        one dict update. ``outer`` is the call this dispatch is nested in, if
+        any; it is watched again once this dispatch is over.
+        """
+        slot = self._calls.slots.get(threading.get_ident()) or self._calls.add_thread()
+        outer = slot.call
+        start = perf_counter()
+        try:
+            for impl in impls:
+                name = impl.plugin_name
+                slot.call = (name, hook_name, start)
                 try:
-                    impl.function(event) if impl.argnames else impl.function()
+                    if impl.argnames:
+                        impl.function(event)
+                    else:
+                        impl.function()
                 except Exception as err:
-                    self._fault(impl.plugin_name, hook_name, err)
+                    self._fault(name, hook_name, err)
+                end = perf_counter()
+                times = slot.times  # once: a reset in between cannot mix dicts
+                times[name] = times.get(name, 0.0) + (end - start)
+                start = end
+        finally:
+            slot.call = outer
 
     def hook_names(self) -> list[str]:
         """Return the names of every hook in the contract."""
@@ -230,7 +279,7 @@ class PluginHost:
             f'{plugin_name!r} raised in {hook_name}: {type(err).__name__}: {err}. '
             'It was unsubscribed; the run goes on without it.',
             exceptions.TrackerFailureWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         if on_fault is not None:
             on_fault()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import pathlib
 import tomllib
@@ -36,6 +37,7 @@ ENV_VARS = {
     'trackers': 'DRYTORCH_TRACKERS',
     'seed': 'DRYTORCH_SEED',
     'deterministic': 'DRYTORCH_DETERMINISTIC',
+    'slow_tracker_seconds': 'DRYTORCH_SLOW_TRACKER_SECONDS',
 }
 _TRUE = {'1', 'true', 'yes', 'on'}
 _FALSE = {'0', 'false', 'no', 'off', ''}
@@ -57,6 +59,8 @@ class Settings:
             draws one per run.
         deterministic: run in deterministic mode unless ``create_run`` says
             otherwise; None when not set (off).
+        slow_tracker_seconds: a tracker hook call running longer than this
+            gets one ``SlowTrackerWarning`` with its stack; 0 or less: never.
         plugin_tables: ``[tool.drytorch.<name>]`` tables, owned by plugins.
         source: the pyproject.toml the settings came from, if any.
     """
@@ -71,6 +75,7 @@ class Settings:
     trackers: tuple[str, ...] = ()
     seed: int | None = None
     deterministic: bool | None = None
+    slow_tracker_seconds: float = 60.0
     plugin_tables: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
@@ -188,4 +193,26 @@ def _convert(key: str, value: Any, base: pathlib.Path, origin: str) -> Any:
             return seeding.check_seed(value)
         except (TypeError, ValueError) as err:
             raise exceptions.SettingsError(f'{origin}: {err}') from None
+    if key == 'slow_tracker_seconds':
+        return _seconds(value, f'{origin}: {key}')
     raise AssertionError(key)  # pragma: no cover - every known key is handled
+
+
+def _seconds(value: Any, what: str) -> float:
+    """Return ``value`` as a finite number of seconds (a bool is not one)."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if (
+        not isinstance(number, int | float)
+        or isinstance(number, bool)
+        or not math.isfinite(number)
+    ):
+        raise exceptions.SettingsError(
+            f'{what} must be a number of seconds (0 or less turns it off), '
+            f'got {value!r}.'
+        )
+    return float(number)
