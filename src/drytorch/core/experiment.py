@@ -385,6 +385,7 @@ class Run(Generic[ConfigT]):
         self._deterministic_state: seeding.DeterministicState | None = None
         self._session: tuple[int, Any] | None = None
         self._started_clock = time.perf_counter()
+        self._written_at = -float('inf')  # time.monotonic() of the last write
 
     @property
     def seed(self) -> int:
@@ -509,7 +510,11 @@ class Run(Generic[ConfigT]):
         return self
 
     def save_summary(
-        self, *, remove: Iterable[tuple[str, ...]] = (), sync: bool = True
+        self,
+        *,
+        remove: Iterable[tuple[str, ...]] = (),
+        sync: bool = True,
+        unless_written_within: float = 0.0,
     ) -> None:
         """Write ``summary`` into the record now, merged with what is on disk.
 
@@ -523,8 +528,17 @@ class Run(Generic[ConfigT]):
                 deletes.
             sync: ``fsync`` the record (False: it survives a crash of the
                 process, not a power loss).
+            unless_written_within: skip the write if the record was written
+                less than this many seconds ago; the change then goes with
+                the next write (a checkpoint, the stop). For frequent,
+                replaceable data such as metrics.
         """
         if not self.is_active:
+            return
+        if (
+            unless_written_within > 0
+            and time.monotonic() - self._written_at < unless_written_within
+        ):
             return
         removals = [tuple(path) for path in remove]
         for path in removals:
@@ -563,6 +577,7 @@ class Run(Generic[ConfigT]):
                 data.pop('summary', None)
 
         record = exp.registry.update(exp.key, self.id, apply, sync=sync)
+        self._written_at = time.monotonic()
         self._record = dict(record.data)
         self.summary.clear()
         self.summary.update(copy.deepcopy(self._record.get('summary', {})))

@@ -432,7 +432,10 @@ class RunRegistry:
                 and (_aware(current[1]), current[0]) > (_aware(created), run_id)
             ):
                 return
-            _replace_file(pointer, f'{run_id}\n{created.isoformat()}\n'.encode())
+            # a hint, not synced: a lost pointer makes last_id() scan the records
+            files.replace_file(
+                pointer, f'{run_id}\n{created.isoformat()}\n'.encode(), sync=False
+            )
 
     def read(self, key: str, run_id: str) -> RunRecord:
         """Return a run's record with its effective status.

@@ -1,9 +1,11 @@
 """The built-in summary plugin: the last metrics of a run, in its record.
 
 ``drytorch runs``, ``show`` and ``compare`` read them from the record, whatever
-trackers the run had. Each epoch's metrics are written into the record when
-they are measured (merged with what is on disk), so a run killed at any
-moment still shows them. Layout in the record::
+trackers the run had. Metrics are written into the record as they are
+measured (merged with what is on disk), at most every ``METRICS_EVERY``
+seconds and always with a checkpoint, so a run killed at any moment shows
+the metrics of its last checkpoint and of all but its last seconds. Layout in
+the record::
 
     [summary.metrics.<model>.<source>]   epoch and the last value of each metric
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 from drytorch.core import log_events, scope
 from drytorch.hookspecs._markers import hookimpl
+
+METRICS_EVERY = 2.0  # seconds: what a killed run may lose of its last metrics
 
 
 @hookimpl
@@ -28,4 +32,6 @@ def on_metrics(event: log_events.MetricsEvent) -> None:
         'epoch': event.epoch,
         **event.metrics,
     }
-    run.save_summary(sync=False)  # metrics can be measured again; files cannot
+    # Replaceable data: not synced, and at most every METRICS_EVERY seconds
+    # (a checkpoint's write and the stop carry the latest anyway).
+    run.save_summary(sync=False, unless_written_within=METRICS_EVERY)
