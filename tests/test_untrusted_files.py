@@ -281,6 +281,20 @@ def test_reading_a_wal_left_without_its_index_creates_nothing(
 # --- appending trackers and planted links ------------------------------------
 
 
+def resume_through_link(
+    tracker: Any,
+    link: pathlib.Path,
+    victim: pathlib.Path,
+    caught: list[warnings.WarningMessage],
+) -> None:
+    """Resume run ``r`` with ``tracker``: it refuses ``link`` and spares ``victim``."""
+    content = victim.read_bytes()
+    train('r', tracker, resume=True)
+    (message,) = failures(caught)
+    assert str(link) in message and 'UnsafePathError' in message
+    assert victim.read_bytes() == content
+
+
 def test_csv_dumper_refuses_to_append_through_a_planted_link(
     outside: pathlib.Path, caught: list[warnings.WarningMessage]
 ) -> None:
@@ -289,12 +303,7 @@ def test_csv_dumper_refuses_to_append_through_a_planted_link(
     victim = outside / 'victim.csv'
     shutil.move(link, victim)  # a file the tracker would happily continue
     link.symlink_to(victim)
-    content = victim.read_bytes()
-
-    train('r', CSVDumper(), resume=True)
-    (message,) = failures(caught)
-    assert str(link) in message and 'UnsafePathError' in message
-    assert victim.read_bytes() == content
+    resume_through_link(CSVDumper(), link, victim, caught)
     assert link.is_symlink()
 
 
@@ -327,12 +336,7 @@ def test_sqlite_tracker_refuses_to_write_through_a_planted_link(
     else:
         victim.write_bytes(b'a file that must stay as it is\n')
     link.symlink_to(victim)
-    content = victim.read_bytes()
-
-    train('r', SQLiteTracker(), resume=True)
-    (message,) = failures(caught)
-    assert str(link) in message and 'UnsafePathError' in message
-    assert victim.read_bytes() == content
+    resume_through_link(SQLiteTracker(), link, victim, caught)
     assert sorted(p.name for p in outside.iterdir()) == ['victim']
     with pytest.raises(exceptions.UnsafePathError, match=str(link)):
         SQLiteTracker.read(database, 'exp', 'r')
