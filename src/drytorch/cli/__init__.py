@@ -6,6 +6,9 @@
     drytorch plot RUN [--metric M] [--out FILE]  learning curves from CSV or SQLite
     drytorch verify RUN [--json]                 checkpoints load and match, environment
     drytorch plugins [--json]                    plugins, their origin and hooks
+    drytorch tag RUN TAG [TAG...] [--remove]     add or remove tags of a run
+    drytorch rm RUN [--outputs] [--yes]          delete a run (and its outputs)
+    drytorch gc [--dry-run]                      remove what dead processes left
 
 RUN is a run id; add ``--experiment NAME`` when two experiments share it.
 """
@@ -42,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from drytorch.cli import plugins, runs, verify
+    from drytorch.cli import housekeeping, plugins, runs, verify
 
     parser = argparse.ArgumentParser(
         prog='drytorch', description='Inspect DRYTorch runs and plugins.'
@@ -87,6 +90,26 @@ def _parser() -> argparse.ArgumentParser:
 
     found = command('plugins', 'list registered plugins', plugins.list_plugins)
     found.add_argument('--json', action='store_true', help='print JSON')
+
+    tagging = command('tag', 'add or remove tags of a run', housekeeping.tag)
+    tagging.add_argument('run', metavar='RUN')
+    tagging.add_argument('tags', metavar='TAG', nargs='+')
+    registry_options(tagging)
+    tagging.add_argument('--remove', action='store_true', help='remove the tags')
+
+    rm = command('rm', 'delete a run from the registry', housekeeping.remove)
+    rm.add_argument('run', metavar='RUN')
+    registry_options(rm)
+    rm.add_argument(
+        '--outputs', action='store_true', help='also its checkpoints and outputs'
+    )
+    rm.add_argument('--yes', '-y', action='store_true', help='do not ask')
+
+    gc = command(
+        'gc', 'remove what dead processes left behind', housekeeping.collect_garbage
+    )
+    gc.add_argument('--registry', type=pathlib.Path, help='registry folder')
+    gc.add_argument('--dry-run', action='store_true', help='only list')
     return parser
 
 

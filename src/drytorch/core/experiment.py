@@ -335,6 +335,43 @@ class Experiment(Generic[ConfigT]):
             f'{type(self).__name__}(name={self.name!r}, par_dir={str(self.par_dir)!r})'
         )
 
+    def tag_run(self, run_id: str, *tags: str) -> registry.RunRecord:
+        """Add ``tags`` to a recorded run, even one running in another process.
+
+        Raises:
+            InvalidNameError: a tag is not a printable string.
+            RunNotFoundError: the run is not recorded.
+        """
+        from drytorch.core import housekeeping
+
+        return housekeeping.tag_run(self.registry, self.key, run_id, add=tags)
+
+    def untag_run(self, run_id: str, *tags: str) -> registry.RunRecord:
+        """Remove ``tags`` from a recorded run (missing ones are ignored).
+
+        Raises:
+            InvalidNameError: a tag is not a printable string.
+            RunNotFoundError: the run is not recorded.
+        """
+        from drytorch.core import housekeeping
+
+        return housekeeping.tag_run(self.registry, self.key, run_id, remove=tags)
+
+    def delete_run(self, run_id: str, outputs: bool = False) -> None:
+        """Delete a run's record and files beside it; ``outputs``: its outputs too.
+
+        With ``outputs``, its checkpoints and its own tracker folders (inside
+        ``par_dir``, ending with ``<name>/<run id>``) are deleted as well.
+
+        Raises:
+            RunNotFoundError: the run is not recorded.
+            RunInUseError: this or another live process holds the run.
+        """
+        from drytorch.core import housekeeping
+
+        housekeeping.delete_run(self.registry, self.key, run_id, outputs=outputs)
+        self._runs.pop(run_id, None)
+
 
 class Run(Generic[ConfigT]):
     """One execution of an experiment, recorded in the run registry.

@@ -25,6 +25,7 @@ __all__ = [
     'remove_stale_temporaries',
     'replace_file',
     'replacing',
+    'stale_temporaries',
     'temp_path',
     'write_temp',
 ]
@@ -97,22 +98,24 @@ STALE_AGE = 60.0  # seconds: older than any write in progress, on any host
 _TEMP = re.compile(r'\.tmp-(\d+)-[0-9a-f]{8}.*')
 
 
-def remove_stale_temporaries(folder: pathlib.Path, min_age: float = STALE_AGE) -> int:
-    """Remove the temporary files that killed processes left in ``folder``.
+def stale_temporaries(
+    folder: pathlib.Path, min_age: float = STALE_AGE
+) -> list[pathlib.Path]:
+    """Return the temporary files that killed processes left in ``folder``.
 
     A temporary file is stale when the process named in it is gone and it is
     older than ``min_age`` seconds: the age keeps the files of a live writer
-    on another host (a shared file system, where pids mean nothing) safe.
-    Returns how many were removed; files that cannot be removed are left.
+    on another host (a shared file system, where pids mean nothing) safe. A
+    linked folder is someone else's: nothing in it is stale.
     """
-    removed = 0
-    deadline = time.time() - min_age
-    if folder.is_symlink():  # never clean someone else's folder
-        return 0
+    if folder.is_symlink():
+        return []
     try:
         entries = list(os.scandir(folder))
     except OSError:
-        return 0
+        return []
+    deadline = time.time() - min_age
+    stale = []
     for entry in entries:
         match = _TEMP.fullmatch(entry.name)
         if match is None or int(match.group(1)) == os.getpid():
@@ -121,8 +124,20 @@ def remove_stale_temporaries(folder: pathlib.Path, min_age: float = STALE_AGE) -
             if entry.stat(follow_symlinks=False).st_mtime > deadline:
                 continue
             if not pid_alive(int(match.group(1))):
-                os.unlink(entry.path)
-                removed += 1
+                stale.append(pathlib.Path(entry.path))
+    return sorted(stale)
+
+
+def remove_stale_temporaries(folder: pathlib.Path, min_age: float = STALE_AGE) -> int:
+    """Remove ``stale_temporaries(folder, min_age)``; return how many went.
+
+    Files that cannot be removed are left.
+    """
+    removed = 0
+    for path in stale_temporaries(folder, min_age):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed += 1
     return removed
 
 

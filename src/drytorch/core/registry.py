@@ -507,6 +507,19 @@ class RunRegistry:
             held = files.pid_alive(int(record.data.get('pid', -1)))
         return record if held else dataclasses.replace(record, status='crashed')
 
+    def remove(self, key: str, run_id: str) -> None:
+        """Delete a run's record under its write lock (housekeeping only).
+
+        The caller holds the run's lock, so no process runs it meanwhile.
+
+        Raises:
+            FileNotFoundError: the run is not recorded.
+            RegistryError: the record cannot be removed.
+        """
+        path = self.record_path(key, run_id)
+        with self._record_lock(key, run_id), faults(path, 'remove the run record'):
+            path.unlink()
+
 
 def holder(record: RunRecord) -> str:
     """Describe the process that holds a run."""
