@@ -1,6 +1,8 @@
 """The ``drytorch`` command.
 
-    drytorch runs [--experiment NAME] [--json]   recorded runs, with last metrics
+    drytorch runs [--experiment NAME] [--status S] [--tag T] [--since WHEN]
+                  [--sort KEY] [--desc] [--limit N] [--json]
+                                                 recorded runs, with last metrics
     drytorch show RUN [--json]                   config, environment, metrics, outputs
     drytorch compare RUN RUN [--json]            config and final-metric differences
     drytorch plot RUN [--metric M] [--out FILE]  learning curves from CSV or SQLite
@@ -64,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = command('runs', 'list recorded runs', runs.list_runs)
     registry_options(listing)
     listing.add_argument('--json', action='store_true', help='print JSON')
+    _selection_options(listing)
 
     show = command('show', 'show one run', runs.show)
     show.add_argument('run', metavar='RUN')
@@ -111,6 +114,46 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument('--registry', type=pathlib.Path, help='registry folder')
     gc.add_argument('--dry-run', action='store_true', help='only list')
     return parser
+
+
+def _selection_options(listing: argparse.ArgumentParser) -> None:
+    from drytorch.core import selection
+
+    def since(text: str) -> Any:
+        try:
+            return selection.parse_since(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    listing.add_argument(
+        '--status',
+        action='append',
+        choices=sorted(selection.STATUSES),
+        help='only runs with this status (repeat for several)',
+    )
+    listing.add_argument(
+        '--tag', action='append', default=[], help='only runs with this tag (repeat)'
+    )
+    listing.add_argument(
+        '--since', type=since, help='only runs created since: 2026-12-01, 12h, 7d'
+    )
+    listing.add_argument(
+        '--sort', choices=selection.SORT_KEYS, default='created', help='order'
+    )
+    listing.add_argument('--desc', action='store_true', help='reverse the order')
+    listing.add_argument(
+        '--limit', type=_count, help='only the N highest of the order (the N newest)'
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected a whole number >= 0, got {text!r}')
+    return value
 
 
 def _show_warning(

@@ -24,7 +24,7 @@ import tomli_w
 
 from drytorch.cli import records
 from drytorch.cli.tables import print_json, print_table, printable
-from drytorch.core import exceptions, registry, settings
+from drytorch.core import exceptions, registry, selection, settings
 from drytorch.core.snapshot import flatten
 
 __all__ = ['compare', 'find_run', 'list_runs', 'load_histories', 'plot', 'show']
@@ -107,13 +107,23 @@ def _metrics_cell(record: registry.RunRecord) -> str:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    """Print the recorded runs, oldest first per experiment."""
-    records = _records(args)
+    """Print the recorded runs, oldest first (or as ``--sort``/``--desc`` say)."""
+    records = selection.select(
+        _records(args),
+        status=args.status,
+        tags=args.tag,
+        since=args.since,
+        sort=args.sort,
+        descending=args.desc,
+        limit=args.limit,
+    )
     if args.json:
         print_json([dict(r.to_json(), registry_path=str(r.path)) for r in records])
         return 0
     if not records:
-        print(f'No runs recorded in {_registry(args).root}.')
+        filtered = args.status or args.tag or args.since or args.limit is not None
+        what = 'No run matches' if filtered else 'No runs recorded'
+        print(f'{what} in {_registry(args).root}.')
         return 0
     table = [('EXPERIMENT', 'RUN', 'STATUS', 'CREATED', 'DURATION', 'LAST METRICS')]
     for record in records:

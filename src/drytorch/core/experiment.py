@@ -9,6 +9,7 @@ recorded runs. A ``Run`` is one execution of it, recorded in the registry.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import os
 import pathlib
@@ -17,7 +18,7 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, TypeVar
 
@@ -29,6 +30,7 @@ from drytorch.core import (
     registry,
     scope,
     seeding,
+    selection,
     settings,
     snapshot,
     tracking,
@@ -197,9 +199,35 @@ class Experiment(Generic[ConfigT]):
                 record = self.registry.read(self.key, target)
         return self._resume(record, seed, deterministic)
 
-    def list_runs(self) -> list[registry.RunRecord]:
-        """Return the recorded runs of this experiment, oldest first."""
-        return self.registry.list_runs(self.key)
+    def list_runs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        tags: str | Sequence[str] = (),
+        since: datetime.datetime | str | None = None,
+        sort: selection.SortKey = 'created',
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> list[registry.RunRecord]:
+        """Return the recorded runs of this experiment, oldest first.
+
+        The filters are those of ``drytorch runs``; see
+        ``drytorch.core.selection.select`` (``status``: one or several;
+        ``tags``: all required; ``since``: a datetime, ISO time or age such as
+        ``'12h'``; ``limit``: the ``limit`` newest, or highest by ``sort``).
+
+        Raises:
+            ValueError: an unknown status or sort key, or a bad ``since``.
+        """
+        return selection.select(
+            self.registry.list_runs(self.key),
+            status=status,
+            tags=tags,
+            since=since,
+            sort=sort,
+            descending=descending,
+            limit=limit,
+        )
 
     def _new_run(
         self, run_id: str | None, seed: int | None, deterministic: bool | None

@@ -1,0 +1,123 @@
+"""Choosing runs from a listing: by status, tags and time, sorted and limited.
+
+One implementation serves ``Experiment.list_runs`` and ``drytorch runs``, so
+the same words select the same runs in Python and on the command line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable, Sequence
+from typing import Literal, get_args
+
+from drytorch.core.log_events import RunStatus
+from drytorch.core.registry import RunRecord
+
+__all__ = ['SORT_KEYS', 'STATUSES', 'SortKey', 'parse_since', 'select']
+
+SortKey = Literal['created', 'started', 'stopped', 'id', 'status']
+SORT_KEYS: tuple[str, ...] = get_args(SortKey)
+STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
+_AGO = re.compile(r'(\d+(?:\.\d+)?)\s*([smhdw])')
+_UNIT = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
+_NEVER = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+
+
+def select(
+    records: Iterable[RunRecord],
+    *,
+    status: str | Sequence[str] | None = None,
+    tags: str | Sequence[str] = (),
+    since: datetime.datetime | str | None = None,
+    sort: SortKey = 'created',
+    descending: bool = False,
+    limit: int | None = None,
+) -> list[RunRecord]:
+    """Return the records that match, in order.
+
+    Args:
+        records: the runs to choose from.
+        status: keep runs with this status, or one of these (``crashed``
+            included: the effective status).
+        tags: keep runs that carry every one of these tags.
+        since: keep runs created at or after this time: a datetime, an ISO
+            date or time (``2026-12-01``, ``2026-12-01T10:00``), or an age
+            (``30m``, ``12h``, ``7d``).
+        sort: order by creation, start or stop time, id or status; runs
+            without the time come first.
+        descending: list in reverse order (newest first, by default).
+        limit: keep the ``limit`` runs with the highest sort values (the
+            newest, by default), whichever way they are listed.
+
+    Raises:
+        ValueError: an unknown status or sort key, a bad ``since``, a
+            negative ``limit``.
+    """
+    wanted = {status} if isinstance(status, str) else set(status or ())
+    unknown = wanted - STATUSES
+    if unknown:
+        raise ValueError(
+            f'Unknown run status {sorted(unknown)[0]!r}: use one of '
+            f'{", ".join(sorted(STATUSES))}.'
+        )
+    if sort not in SORT_KEYS:
+        raise ValueError(f'Cannot sort runs by {sort!r}: use one of {SORT_KEYS}.')
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise ValueError(f'limit must be an integer >= 0, got {limit!r}.')
+    required = {tags} if isinstance(tags, str) else set(tags)
+    start = parse_since(since) if since is not None else None
+    chosen = [
+        record
+        for record in records
+        if (not wanted or record.status in wanted)
+        and required <= set(record.tags)
+        and (start is None or _aware(record.created_at) >= start)
+    ]
+    chosen.sort(key=lambda record: (_sort_value(record, sort), record.id))
+    if limit is not None:
+        chosen = chosen[len(chosen) - limit :] if limit else []
+    if descending:
+        chosen.reverse()
+    return chosen
+
+
+def parse_since(value: datetime.datetime | str) -> datetime.datetime:
+    """Return ``value`` as an aware datetime: a datetime, an ISO time or an age.
+
+    Raises:
+        ValueError: ``value`` is none of these.
+    """
+    if isinstance(value, datetime.datetime):
+        return _aware(value)
+    text = value.strip()
+    match = _AGO.fullmatch(text)
+    if match:
+        seconds = float(match.group(1)) * _UNIT[match.group(2)]
+        return datetime.datetime.now().astimezone() - datetime.timedelta(
+            seconds=seconds
+        )
+    try:
+        return _aware(datetime.datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueError(
+            f'Cannot read {value!r} as a time: use an ISO date or time '
+            '(2026-12-01, 2026-12-01T10:30) or an age (30m, 12h, 7d).'
+        ) from None
+
+
+def _sort_value(record: RunRecord, key: str) -> tuple[int, object]:
+    if key == 'id':
+        return 0, record.id
+    if key == 'status':
+        return 0, record.status
+    moment = {
+        'created': record.created_at,
+        'started': record.started_at,
+        'stopped': record.stopped_at,
+    }[key]
+    return (0, _NEVER) if moment is None else (1, _aware(moment))
+
+
+def _aware(moment: datetime.datetime) -> datetime.datetime:
+    return moment if moment.tzinfo is not None else moment.astimezone()
