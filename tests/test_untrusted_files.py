@@ -28,7 +28,7 @@ import tomli_w
 
 from drytorch import Experiment, cli
 from drytorch.cli import runs
-from drytorch.core import exceptions, registry
+from drytorch.core import exceptions, registry, registry_index
 from drytorch.trackers.csv import CSVDumper
 from drytorch.trackers.sqlite import SQLiteTracker
 from tests import training_kit as kit
@@ -75,9 +75,14 @@ def edit(path: pathlib.Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 
 def tree(root: pathlib.Path) -> dict[str, tuple[str, int, str]]:
-    """Every entry under ``root``: kind, mtime and content (or link target)."""
+    """Every entry under ``root``: kind, mtime and content (or link target).
+
+    The registry index is left out: it is a cache that listings bring in step.
+    """
     found = {}
     for path in sorted(root.rglob('*')):
+        if path.name.startswith(registry_index.INDEX_FILE):
+            continue
         stat = path.lstat()
         if path.is_symlink():
             found[str(path)] = ('link', stat.st_mtime_ns, os.readlink(path))

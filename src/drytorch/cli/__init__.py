@@ -141,8 +141,17 @@ def _selection_options(listing: argparse.ArgumentParser) -> None:
         '--sort', choices=selection.SORT_KEYS, default='created', help='order'
     )
     listing.add_argument('--desc', action='store_true', help='reverse the order')
+    count = listing.add_mutually_exclusive_group()
+    count.add_argument(
+        '--limit',
+        type=_count,
+        help='only the N highest of the order (the N newest; default 100)',
+    )
+    count.add_argument('--all', action='store_true', help='every run that matches')
     listing.add_argument(
-        '--limit', type=_count, help='only the N highest of the order (the N newest)'
+        '--refresh',
+        action='store_true',
+        help='compare every record with the index first (after edits in place)',
     )
 
 

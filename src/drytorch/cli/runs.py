@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import pathlib
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import tomli_w
 
 from drytorch.cli import records
+from drytorch.cli.records import check_record as records_check
 from drytorch.cli.tables import print_json, print_table, printable
 from drytorch.core import exceptions, registry, selection, settings
 from drytorch.core.snapshot import flatten
@@ -30,27 +32,46 @@ from drytorch.core.snapshot import flatten
 __all__ = ['compare', 'find_run', 'list_runs', 'load_histories', 'plot', 'show']
 
 PREFERRED_SOURCES = ('Validation', 'Trainer', 'Test')
+DEFAULT_LIMIT = 100  # runs listed unless --limit or --all says otherwise
 
 
 def _registry(args: argparse.Namespace) -> registry.RunRegistry:
     return registry.RunRegistry(args.registry or settings.get_settings().registry_dir)
 
 
-def _records(args: argparse.Namespace) -> list[registry.RunRecord]:
-    """Return the readable, safe records; warn about and skip the others."""
+def _records(
+    args: argparse.Namespace, *, limit: int | None = None
+) -> selection.RunList:
+    """Return the runs the filters choose; checked for safety when read."""
     reg = _registry(args)
+    keys = [
+        key
+        for key in reg.experiment_keys()
+        if not args.experiment
+        or reg.experiment_info(key).get('name', key) == args.experiment
+    ]
+    return reg.select_runs(
+        keys,
+        status=args.status,
+        tags=args.tag,
+        since=args.since,
+        sort=args.sort,
+        descending=args.desc,
+        limit=limit,
+        refresh=args.refresh,
+    )
+
+
+def _safe(records: selection.RunList) -> list[registry.RunRecord]:
+    """Return the records whose names are safe; warn about and skip the others."""
     found = []
-    for key in reg.experiment_keys():
-        name = reg.experiment_info(key).get('name', key)
-        if args.experiment and name != args.experiment:
+    for record in records:
+        try:
+            records_check(record)
+        except exceptions.CorruptRecordError as err:
+            warnings.warn(str(err), registry.RecordWarning, stacklevel=2)
             continue
-        for record in reg.list_runs(key):
-            try:
-                records.check_record(record)
-            except exceptions.CorruptRecordError as err:
-                warnings.warn(str(err), registry.RecordWarning, stacklevel=2)
-                continue
-            found.append(record)
+        found.append(record)
     return found
 
 
@@ -80,7 +101,7 @@ def find_run(args: argparse.Namespace, run_id: str) -> registry.RunRecord:
             f'Several experiments have a run {run_id!r} ({names}); add '
             '--experiment NAME.'
         )
-    records.check_record(matches[0])
+    records_check(matches[0])
     return matches[0]
 
 
@@ -107,18 +128,24 @@ def _metrics_cell(record: registry.RunRecord) -> str:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    """Print the recorded runs, oldest first (or as ``--sort``/``--desc`` say)."""
-    records = selection.select(
-        _records(args),
-        status=args.status,
-        tags=args.tag,
-        since=args.since,
-        sort=args.sort,
-        descending=args.desc,
-        limit=args.limit,
-    )
+    """Print the recorded runs, oldest first (or as ``--sort``/``--desc`` say).
+
+    Without ``--limit`` or ``--all``, the newest ``DEFAULT_LIMIT`` that match
+    are listed, with a line saying how many more there are.
+    """
+    limit = None if args.all else args.limit
+    if limit is None and not args.all:
+        limit = DEFAULT_LIMIT
+    chosen = _records(args, limit=limit)
+    shown = len(chosen)
+    hidden = 0
+    if args.limit is None and not args.all and shown == DEFAULT_LIMIT:
+        hidden = len(_records(args, limit=None)) - shown
+    records = _safe(chosen)
     if args.json:
         print_json([dict(r.to_json(), registry_path=str(r.path)) for r in records])
+        if hidden:
+            print(_more(shown, hidden), file=sys.stderr)
         return 0
     if not records:
         filtered = args.status or args.tag or args.since or args.limit is not None
@@ -138,7 +165,13 @@ def list_runs(args: argparse.Namespace) -> int:
             )
         )
     print_table(table)
+    if hidden:
+        print(_more(shown, hidden))
     return 0
+
+
+def _more(shown: int, hidden: int) -> str:
+    return f'({shown} newest shown, {hidden} more: --limit N or --all to list them)'
 
 
 def show(args: argparse.Namespace) -> int:

@@ -208,25 +208,32 @@ class Experiment(Generic[ConfigT]):
         sort: selection.SortKey = 'created',
         descending: bool = False,
         limit: int | None = None,
-    ) -> list[registry.RunRecord]:
+        refresh: bool = False,
+    ) -> selection.RunList:
         """Return the recorded runs of this experiment, oldest first.
 
         The filters are those of ``drytorch runs``; see
         ``drytorch.core.selection.select`` (``status``: one or several;
         ``tags``: all required; ``since``: a datetime, ISO time or age such as
         ``'12h'``; ``limit``: the ``limit`` newest, or highest by ``sort``).
+        The registry index chooses the runs, so this answers at once at any
+        size; the list reads each record when first used. ``refresh``
+        compares every record file with the index first, which finds edits
+        made in place in registries of over 5,000 runs (smaller ones are
+        always compared whole).
 
         Raises:
             ValueError: an unknown status or sort key, or a bad ``since``.
         """
-        return selection.select(
-            self.registry.list_runs(self.key),
+        return self.registry.list_runs(
+            self.key,
             status=status,
             tags=tags,
             since=since,
             sort=sort,
             descending=descending,
             limit=limit,
+            refresh=refresh,
         )
 
     def _new_run(

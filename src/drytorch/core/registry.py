@@ -30,7 +30,7 @@ import socket
 import tomllib
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, get_args
 
 import filelock
@@ -41,7 +41,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from drytorch.core import exceptions, files
+from drytorch.core import exceptions, files, registry_index, selection
 from drytorch.core.log_events import RunStatus
 
 __all__ = ['RecordWarning', 'RunLock', 'RunRecord', 'RunRegistry', 'faults', 'now']
@@ -76,9 +76,12 @@ def now() -> datetime.datetime:
     return datetime.datetime.now().astimezone()
 
 
-@dataclasses.dataclass(frozen=True)
 class RunRecord:
     """A run as recorded in the registry.
+
+    Records from a listing are built from the registry index, which holds
+    what listings filter and sort on; ``config`` and ``data`` are read from
+    the record file when first used.
 
     Attributes:
         id: the run id.
@@ -88,24 +91,70 @@ class RunRecord:
         created_at: when the run was created.
         started_at: when the run was last started or resumed.
         stopped_at: when the run last stopped.
-        tags: the experiment's tags when the run was created.
-        config: the configuration snapshot.
+        tags: the run's tags.
         config_hash: hash of the configuration snapshot.
         path: the record file.
-        data: every field of the record, as read.
     """
 
-    id: str
-    experiment: str
-    status: RunStatus
-    created_at: datetime.datetime
-    started_at: datetime.datetime | None
-    stopped_at: datetime.datetime | None
-    tags: tuple[str, ...]
-    config: Mapping[str, Any]
-    config_hash: str
-    path: pathlib.Path
-    data: Mapping[str, Any]
+    __slots__ = (
+        '_data',
+        'config_hash',
+        'created_at',
+        'experiment',
+        'id',
+        'path',
+        'started_at',
+        'status',
+        'stopped_at',
+        'tags',
+    )
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        experiment: str,
+        status: RunStatus,
+        created_at: datetime.datetime,
+        started_at: datetime.datetime | None = None,
+        stopped_at: datetime.datetime | None = None,
+        tags: tuple[str, ...] = (),
+        config_hash: str = '',
+        path: pathlib.Path,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.id = id
+        self.experiment = experiment
+        self.status: RunStatus = status
+        self.created_at = created_at
+        self.started_at = started_at
+        self.stopped_at = stopped_at
+        self.tags = tags
+        self.config_hash = config_hash
+        self.path = path
+        self._data = data
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """Every field of the record, as read.
+
+        Read from the file on first use for a listed record; a record removed
+        or broken since it was listed gives the fields the listing had.
+        """
+        if self._data is None:
+            try:
+                data = _read_toml(self.path)
+                RunRecord.from_data(data, self.path)
+            except (FileNotFoundError, exceptions.CorruptRecordError):
+                data = self._listed_fields()
+            self._data = data
+        return self._data
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The configuration snapshot."""
+        config = self.data.get('config', {})
+        return config if isinstance(config, Mapping) else {}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], path: pathlib.Path) -> RunRecord:
@@ -142,16 +191,55 @@ class RunRecord:
             started_at=data.get('started_at'),
             stopped_at=data.get('stopped_at'),
             tags=tuple(data.get('tags', ())),
-            config=data.get('config', {}),
             config_hash=data.get('config_hash', ''),
             path=path,
             data=data,
         )
 
+    def replace(self, **changes: Any) -> RunRecord:
+        """Return a copy with some fields changed (``data`` is shared)."""
+        fields = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        fields.update(changes)
+        return RunRecord(**fields, data=self._data)
+
     def to_json(self) -> dict[str, Any]:
         """Return the record as JSON-compatible data (times as ISO strings)."""
         data: dict[str, Any] = _jsonable(dict(self.data, status=self.status))
         return data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunRecord):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _RECORD_FIELDS)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.id, self.status, self.created_at))
+
+    def __repr__(self) -> str:
+        return (
+            f'RunRecord(id={self.id!r}, experiment={self.experiment!r}, '
+            f'status={self.status!r}, created_at={self.created_at.isoformat()!r}, '
+            f'tags={self.tags!r}, path={str(self.path)!r})'
+        )
+
+    def _listed_fields(self) -> dict[str, Any]:
+        fields = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        fields['tags'] = list(self.tags)
+        del fields['path']
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+_RECORD_FIELDS = (
+    'id',
+    'experiment',
+    'status',
+    'created_at',
+    'started_at',
+    'stopped_at',
+    'tags',
+    'config_hash',
+    'path',
+)
 
 
 class RunLock:
@@ -282,6 +370,10 @@ class RunRegistry:
         """Return the record file of a run."""
         return self.root / key / 'runs' / f'{_file_name(run_id)}{RECORD_SUFFIX}'
 
+    def index(self, key: str) -> registry_index.RegistryIndex:
+        """Return the index of the experiment with ``key`` (see ``registry_index``)."""
+        return registry_index.RegistryIndex(self.root / key, key, _parse_record)
+
     def lock(self, key: str, run_id: str) -> RunLock:
         """Return this process's lock object of a run (not necessarily held)."""
         path = self.root / key / 'locks' / f'{_file_name(run_id)}.lock'
@@ -352,6 +444,11 @@ class RunRegistry:
                 if run_id:
                     raise FileExistsError(path)
                 continue
+            with (
+                contextlib.suppress(exceptions.RegistryError),
+                self._record_lock(key, candidate),
+            ):
+                self.index(key).put({'id': candidate, **record}, path)
             self._point_last(key, candidate, record['created_at'])
             return candidate
         raise AssertionError('unreachable: timestamp ids never run out')
@@ -385,6 +482,7 @@ class RunRegistry:
             content = _dumps(data, path)
             with faults(path, 'write the run record'):
                 files.replace_file(path, content, sync=sync)
+            self.index(key).put(data, path)
         return self._effective(RunRecord.from_data(data, path), key)
 
     def write(self, key: str, record: Mapping[str, Any]) -> None:
@@ -394,8 +492,10 @@ class RunRegistry:
         """
         path = self.record_path(key, record['id'])
         content = _dumps(record, path)
-        with self._record_lock(key, record['id']), faults(path, 'write the record'):
-            _replace_file(path, content)
+        with self._record_lock(key, record['id']):
+            with faults(path, 'write the record'):
+                _replace_file(path, content)
+            self.index(key).put(record, path)
 
     @contextlib.contextmanager
     def _record_lock(self, key: str, run_id: str) -> Iterator[None]:
@@ -456,27 +556,152 @@ class RunRegistry:
         found = _read_pointer(self.root / key / 'last_run')
         if found is not None and self.exists(key, found[0]):
             return found[0]
-        runs = self.list_runs(key)
-        return runs[-1].id if runs else None
+        return self.index(key).newest()
 
-    def list_runs(self, key: str) -> list[RunRecord]:
+    def list_runs(
+        self,
+        key: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        tags: str | Sequence[str] = (),
+        since: datetime.datetime | str | None = None,
+        sort: selection.SortKey = 'created',
+        descending: bool = False,
+        limit: int | None = None,
+        refresh: bool = False,
+    ) -> selection.RunList:
         """Return the readable records of an experiment, oldest first.
 
-        An unreadable record is reported with a ``RecordWarning`` naming its
-        path, skipped and left untouched.
+        See ``select_runs``, which this is for one experiment.
         """
-        records = []
-        for path in (self.root / key / 'runs').glob(f'*{RECORD_SUFFIX}'):
-            try:
-                record = RunRecord.from_data(_read_toml(path), path)
+        return self.select_runs(
+            [key],
+            status=status,
+            tags=tags,
+            since=since,
+            sort=sort,
+            descending=descending,
+            limit=limit,
+            refresh=refresh,
+        )
+
+    def select_runs(
+        self,
+        keys: Sequence[str],
+        *,
+        status: str | Sequence[str] | None = None,
+        tags: str | Sequence[str] = (),
+        since: datetime.datetime | str | None = None,
+        sort: selection.SortKey = 'created',
+        descending: bool = False,
+        limit: int | None = None,
+        refresh: bool = False,
+    ) -> selection.RunList:
+        """Return the runs of these experiments that match, in order.
+
+        The filters are those of ``selection.select``. The registry index
+        chooses the runs, so the cost grows with the runs returned, not the
+        runs recorded; records are read when first used (``RunList``).
+        ``refresh`` compares every record file with the index first (for
+        edits made in place to a registry of more than
+        ``registry_index.FULL_CHECK`` runs). An unreadable record is reported
+        with a ``RecordWarning`` naming its path, skipped and left untouched.
+
+        Raises:
+            ValueError: an unknown status or sort key, or a bad ``since``.
+        """
+        wanted, required, start = selection.criteria(status, tags, since, sort, limit)
+        effective = bool(wanted & {'running', 'crashed'}) or sort == 'status'
+        recorded = wanted | {'running'} if 'crashed' in wanted else wanted
+        chosen: list[registry_index.Entry] = []
+        for key in keys:
+            entries, broken = self.index(key).select(
+                statuses=recorded,
+                tags=required,
+                since=start,
+                sort=sort,
+                limit=None if effective else limit,
+                refresh=refresh,
+            )
+            for _, problem in broken:
+                warnings.warn(problem, RecordWarning, stacklevel=3)
+            if effective:
+                entries = [self._effective_entry(entry, sort) for entry in entries]
+                entries = [e for e in entries if not wanted or e.status in wanted]
+            chosen.extend(entries)
+        if len(keys) > 1 or effective:
+            chosen.sort(key=lambda entry: entry.sort)
+        if limit is not None:
+            chosen = chosen[len(chosen) - limit :] if limit else []
+        if descending:
+            chosen.reverse()
+        return selection.RunList(chosen, self._load)
+
+    def _effective_entry(
+        self, entry: registry_index.Entry, sort: str
+    ) -> registry_index.Entry:
+        status = self._effective_status(entry.key, entry.id, entry.status, entry.host)
+        if status == entry.status:
+            return entry
+        order = (0, status, entry.id) if sort == 'status' else entry.sort
+        return dataclasses.replace(entry, status=status, sort=order)
+
+    def _load(self, entries: Sequence[registry_index.Entry]) -> list[RunRecord]:
+        """Build the records of listed runs, each as its file now reads."""
+        rows: dict[str, dict[str, registry_index.Row]] = {}
+        for entry in entries:
+            rows.setdefault(entry.key, {})
+        for key in rows:
+            ids = [entry.id for entry in entries if entry.key == key]
+            rows[key] = self.index(key).rows(ids)
+        return [
+            self._current(entry, rows[entry.key].get(entry.id)) for entry in entries
+        ]
+
+    def _current(
+        self, entry: registry_index.Entry, row: registry_index.Row | None
+    ) -> RunRecord:
+        """Return a listed run's record: from its row if the file is unchanged."""
+        path = self.record_path(entry.key, entry.id)
+        try:
+            signature = registry_index.signature(os.stat(path))
+        except FileNotFoundError:
+            signature = None
+        if signature is not None and (row is None or signature != row.signature):
+            try:  # changed since it was indexed: edited in place, or rewritten
+                data = _read_toml(path)
+                record = RunRecord.from_data(data, path)
             except FileNotFoundError:
-                continue
+                pass
             except exceptions.CorruptRecordError as err:
-                warnings.warn(str(err), RecordWarning, stacklevel=2)
-                continue
-            records.append(self._effective(record, key))
-        records.sort(key=lambda r: (_aware(r.created_at), r.id))
-        return records
+                warnings.warn(str(err), RecordWarning, stacklevel=4)
+            else:
+                if row is not None:
+                    self.index(entry.key).refresh_row(data, signature, row.signature)
+                return self._effective(record, entry.key)
+        if row is None:  # removed since it was listed
+            return RunRecord(
+                id=entry.id,
+                experiment=self.experiment_info(entry.key).get('name', entry.key),
+                status=entry.status,  # type: ignore[arg-type]
+                created_at=entry.created_at,
+                path=path,
+            )
+        record = RunRecord(
+            id=row.id,
+            experiment=row.experiment,
+            status=row.status,  # type: ignore[arg-type]
+            created_at=row.created_at,
+            started_at=row.started_at,
+            stopped_at=row.stopped_at,
+            tags=row.tags,
+            config_hash=row.config_hash,
+            path=path,
+        )
+        status = self._effective_status(
+            entry.key, row.id, row.status, row.host, row.pid
+        )
+        return record if status == record.status else record.replace(status=status)
 
     def experiment_keys(self) -> list[str]:
         """Return the keys of every recorded experiment."""
@@ -494,18 +719,34 @@ class RunRegistry:
             return {}
 
     def _effective(self, record: RunRecord, key: str) -> RunRecord:
-        """Report a ``running`` record of a dead process on this host as crashed.
+        """Report a ``running`` record of a dead process on this host as crashed."""
+        data = record.data
+        pid = data.get('pid')
+        status = self._effective_status(
+            key, record.id, record.status, data.get('host'), pid
+        )
+        return record if status == record.status else record.replace(status=status)
+
+    def _effective_status(
+        self,
+        key: str,
+        run_id: str,
+        status: str,
+        host: object,
+        pid: object = None,
+    ) -> RunStatus:
+        """Return ``crashed`` for a ``running`` run of a dead process on this host.
 
         Probing the lock creates no file: listing is read-only.
         """
-        if record.status != 'running' or record.data.get('host') != _HOST:
-            return record
-        lock = self.lock(key, record.id)
+        if status != 'running' or host != _HOST:
+            return status  # type: ignore[return-value]
+        lock = self.lock(key, run_id)
         # held here: running only if the holder runs it (not just created it)
         held = _active(lock.owner) if lock.held_here() else _probe(lock.path)
         if held is None:  # the lock file cannot be read: trust the pid
-            held = files.pid_alive(int(record.data.get('pid', -1)))
-        return record if held else dataclasses.replace(record, status='crashed')
+            held = files.pid_alive(pid if isinstance(pid, int) else -1)
+        return 'running' if held else 'crashed'
 
     def remove(self, key: str, run_id: str) -> None:
         """Delete a run's record under its write lock (housekeeping only).
@@ -517,8 +758,10 @@ class RunRegistry:
             RegistryError: the record cannot be removed.
         """
         path = self.record_path(key, run_id)
-        with self._record_lock(key, run_id), faults(path, 'remove the run record'):
-            path.unlink()
+        with self._record_lock(key, run_id):
+            with faults(path, 'remove the run record'):
+                path.unlink()
+            self.index(key).drop(run_id)
 
 
 def holder(record: RunRecord) -> str:
@@ -553,6 +796,13 @@ def _timestamp_ids(created: datetime.datetime) -> Iterator[str]:
         yield f'{base}_{n}'
     while True:
         yield f'{base}_{secrets.token_hex(3)}'
+
+
+def _parse_record(path: pathlib.Path) -> dict[str, Any]:
+    """Read and check a record file (for the index)."""
+    data = _read_toml(path)
+    RunRecord.from_data(data, path)
+    return data
 
 
 def _read_toml(path: pathlib.Path) -> dict[str, Any]:
