@@ -138,9 +138,7 @@ def list_runs(args: argparse.Namespace) -> int:
         limit = DEFAULT_LIMIT
     chosen = _records(args, limit=limit)
     shown = len(chosen)
-    hidden = 0
-    if args.limit is None and not args.all and shown == DEFAULT_LIMIT:
-        hidden = len(_records(args, limit=None)) - shown
+    hidden = chosen.matched - shown if args.limit is None else 0
     records = _safe(chosen)
     if args.json:
         print_json([dict(r.to_json(), registry_path=str(r.path)) for r in records])

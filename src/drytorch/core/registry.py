@@ -20,7 +20,6 @@ releases it when the process dies, even by SIGKILL, so a record still saying
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import errno
 import os
@@ -48,6 +47,7 @@ __all__ = ['RecordWarning', 'RunLock', 'RunRecord', 'RunRegistry', 'faults', 'no
 
 RECORD_SUFFIX = '.toml'
 RECORD_LOCK_TIMEOUT = 60.0  # seconds a record write waits for another's
+_SETTLE_TRIES = 5  # reads of a record that changes while its status is checked
 _HOST = socket.gethostname()
 _STATUSES = frozenset(get_args(RunStatus))
 _REQUIRED_FIELDS = ('id', 'experiment', 'status', 'created_at')
@@ -544,8 +544,27 @@ class RunRegistry:
             FileNotFoundError: the run is not recorded.
             CorruptRecordError: the record cannot be parsed.
         """
-        path = self.record_path(key, run_id)
-        return self._effective(RunRecord.from_data(_read_toml(path), path), key)
+        return self._read_settled(key, self.record_path(key, run_id))[0]
+
+    def _read_settled(
+        self, key: str, path: pathlib.Path
+    ) -> tuple[RunRecord, registry_index.Signature]:
+        """Read a record with its effective status, and the signature it had.
+
+        A run found ``running`` with its lock free is crashed only if its
+        record did not change meanwhile: a run writes its record before it
+        lets its lock go, so a changed record means it stopped while this
+        process looked, and it is read again.
+        """
+        for _ in range(_SETTLE_TRIES):
+            before = registry_index.signature(os.stat(path))
+            data = _read_toml(path)
+            record = self._effective(RunRecord.from_data(data, path), key)
+            if record.status != 'crashed' or data['status'] == 'crashed':
+                return record, before
+            if registry_index.signature(os.stat(path)) == before:
+                return record, before
+        return record, before  # it keeps changing: as last read
 
     def exists(self, key: str, run_id: str) -> bool:
         """Return whether the run is recorded."""
@@ -614,8 +633,9 @@ class RunRegistry:
         effective = bool(wanted & {'running', 'crashed'}) or sort == 'status'
         recorded = wanted | {'running'} if 'crashed' in wanted else wanted
         chosen: list[registry_index.Entry] = []
+        matched = 0
         for key in keys:
-            entries, broken = self.index(key).select(
+            entries, total, broken = self.index(key).select(
                 statuses=recorded,
                 tags=required,
                 since=start,
@@ -627,81 +647,77 @@ class RunRegistry:
                 warnings.warn(problem, RecordWarning, stacklevel=3)
             if effective:
                 entries = [self._effective_entry(entry, sort) for entry in entries]
-                entries = [e for e in entries if not wanted or e.status in wanted]
+                if wanted:
+                    entries = [e for e in entries if e[registry_index.STATUS] in wanted]
+                total = len(entries)
             chosen.extend(entries)
+            matched += total
         if len(keys) > 1 or effective:
-            chosen.sort(key=lambda entry: entry.sort)
+            chosen.sort(key=registry_index.order)
         if limit is not None:
             chosen = chosen[len(chosen) - limit :] if limit else []
         if descending:
             chosen.reverse()
-        return selection.RunList(chosen, self._load)
+        return selection.RunList(chosen, self._load, matched=matched)
 
     def _effective_entry(
         self, entry: registry_index.Entry, sort: str
     ) -> registry_index.Entry:
-        status = self._effective_status(entry.key, entry.id, entry.status, entry.host)
-        if status == entry.status:
+        run_id, status, host, created, value, key = entry
+        if status != 'running':
             return entry
-        order = (0, status, entry.id) if sort == 'status' else entry.sort
-        return dataclasses.replace(entry, status=status, sort=order)
+        now = self._effective_status(key, run_id, status, host)
+        if now == status:
+            return entry
+        return run_id, now, host, created, now if sort == 'status' else value, key
 
     def _load(self, entries: Sequence[registry_index.Entry]) -> list[RunRecord]:
         """Build the records of listed runs, each as its file now reads."""
-        rows: dict[str, dict[str, registry_index.Row]] = {}
-        for entry in entries:
-            rows.setdefault(entry.key, {})
-        for key in rows:
-            ids = [entry.id for entry in entries if entry.key == key]
-            rows[key] = self.index(key).rows(ids)
+        ids: dict[str, list[str]] = {}
+        for run_id, _, _, _, _, key in entries:
+            ids.setdefault(key, []).append(run_id)
+        rows = {key: self.index(key).rows(chosen) for key, chosen in ids.items()}
         return [
-            self._current(entry, rows[entry.key].get(entry.id)) for entry in entries
+            self._current(entry, rows[entry[-1]].get(entry[0])) for entry in entries
         ]
 
     def _current(
         self, entry: registry_index.Entry, row: registry_index.Row | None
     ) -> RunRecord:
         """Return a listed run's record: from its row if the file is unchanged."""
-        path = self.record_path(entry.key, entry.id)
+        run_id, status, _, created, _, key = entry
+        path = self.record_path(key, run_id)
         try:
             signature = registry_index.signature(os.stat(path))
         except FileNotFoundError:
             signature = None
-        if signature is not None and (row is None or signature != row.signature):
-            try:  # changed since it was indexed: edited in place, or rewritten
-                data = _read_toml(path)
-                record = RunRecord.from_data(data, path)
-            except FileNotFoundError:
-                pass
-            except exceptions.CorruptRecordError as err:
-                warnings.warn(str(err), RecordWarning, stacklevel=4)
-            else:
-                if row is not None:
-                    self.index(entry.key).refresh_row(data, signature, row.signature)
-                return self._effective(record, entry.key)
+        if row is not None and signature == row.signature:
+            record = _from_row(row, path)
+            now = self._effective_status(key, row.id, row.status, row.host, row.pid)
+            if now == record.status:
+                return record
+            with contextlib.suppress(FileNotFoundError):  # see _read_settled
+                if registry_index.signature(os.stat(path)) == row.signature:
+                    return record.replace(status=now)
+        try:  # changed since it was indexed: edited in place, or rewritten
+            record, signature = self._read_settled(key, path)
+        except FileNotFoundError:
+            pass
+        except exceptions.CorruptRecordError as err:
+            warnings.warn(str(err), RecordWarning, stacklevel=4)
+        else:
+            if row is not None and signature != row.signature:
+                self.index(key).refresh_row(record.data, signature, row.signature)
+            return record
         if row is None:  # removed since it was listed
             return RunRecord(
-                id=entry.id,
-                experiment=self.experiment_info(entry.key).get('name', entry.key),
-                status=entry.status,  # type: ignore[arg-type]
-                created_at=entry.created_at,
+                id=run_id,
+                experiment=self.experiment_info(key).get('name', key),
+                status=status,  # type: ignore[arg-type]
+                created_at=datetime.datetime.fromtimestamp(created).astimezone(),
                 path=path,
             )
-        record = RunRecord(
-            id=row.id,
-            experiment=row.experiment,
-            status=row.status,  # type: ignore[arg-type]
-            created_at=row.created_at,
-            started_at=row.started_at,
-            stopped_at=row.stopped_at,
-            tags=row.tags,
-            config_hash=row.config_hash,
-            path=path,
-        )
-        status = self._effective_status(
-            entry.key, row.id, row.status, row.host, row.pid
-        )
-        return record if status == record.status else record.replace(status=status)
+        return _from_row(row, path)  # its file is gone or broken now
 
     def experiment_keys(self) -> list[str]:
         """Return the keys of every recorded experiment."""
@@ -762,6 +778,20 @@ class RunRegistry:
             with faults(path, 'remove the run record'):
                 path.unlink()
             self.index(key).drop(run_id)
+
+
+def _from_row(row: registry_index.Row, path: pathlib.Path) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        experiment=row.experiment,
+        status=row.status,  # type: ignore[arg-type]
+        created_at=row.created_at,
+        started_at=row.started_at,
+        stopped_at=row.stopped_at,
+        tags=row.tags,
+        config_hash=row.config_hash,
+        path=path,
+    )
 
 
 def holder(record: RunRecord) -> str:

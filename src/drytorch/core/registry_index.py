@@ -36,19 +36,26 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import filelock
 
 from drytorch.core import exceptions
 
 __all__ = [
+    'CREATED',
     'FULL_CHECK',
+    'HOST',
+    'ID',
     'INDEX_FILE',
+    'KEY',
+    'STATUS',
+    'VALUE',
     'Entry',
     'IndexRebuiltWarning',
     'RegistryIndex',
     'Row',
+    'order',
     'signature',
 ]
 
@@ -85,8 +92,15 @@ CREATE TABLE IF NOT EXISTS runs (
     stopped_at TEXT, stopped_ts REAL,
     tags TEXT, config_hash TEXT, host TEXT, pid INTEGER
 );
-CREATE INDEX IF NOT EXISTS runs_created ON runs (created_ts, id);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_ts, id, status, host);
+CREATE INDEX IF NOT EXISTS runs_started
+    ON runs (started_ts, id, status, host, created_ts);
+CREATE INDEX IF NOT EXISTS runs_stopped
+    ON runs (stopped_ts, id, status, host, created_ts);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, id, host, created_ts);
+CREATE INDEX IF NOT EXISTS runs_id ON runs (id, status, host, created_ts);
 CREATE TABLE IF NOT EXISTS tags (id TEXT, tag TEXT, PRIMARY KEY (tag, id));
+CREATE INDEX IF NOT EXISTS tags_id ON tags (id);
 CREATE TABLE IF NOT EXISTS broken (
     id TEXT PRIMARY KEY, ino INTEGER, mtime_ns INTEGER, size INTEGER, problem TEXT
 );
@@ -123,16 +137,25 @@ class Row:
     pid: int | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Entry:
-    """One run chosen by a query, with the value it is sorted by."""
+# One run chosen by a query: a plain tuple straight from the index (a listing
+# of 100,000 runs makes 100,000 of them), read with these positions.
+Entry = tuple[str, str, str | None, float, Any, str]
+ID: Final = 0
+STATUS: Final = 1
+HOST: Final = 2
+CREATED: Final = 3  # the creation time, as a POSIX timestamp
+VALUE: Final = 4  # what it is sorted by
+KEY: Final = 5  # the experiment's
 
-    key: str
-    id: str
-    status: str
-    host: str | None
-    created_at: datetime.datetime
-    sort: tuple[Any, ...]
+
+def order(entry: Entry) -> tuple[bool, Any, str]:
+    """Return the sort key of an entry, among entries sorted by the same field.
+
+    A missing time sorts first.
+    """
+    value = entry[VALUE]
+    run_id: str = entry[ID]
+    return value is not None, 0 if value is None else value, run_id
 
 
 class RegistryIndex:
@@ -189,7 +212,7 @@ class RegistryIndex:
             values = _values(data, signature)
             with self._connection(create=False, timeout=WRITER_TIMEOUT_S) as conn:
                 if self._ours(conn, values[0]):
-                    _put(conn, values, expected=was)
+                    _put(conn, values, expected=was[0])
                     conn.commit()
 
     # ------------------------------------------------------------------
@@ -204,14 +227,15 @@ class RegistryIndex:
         sort: str = 'created',
         limit: int | None = None,
         refresh: bool = False,
-    ) -> tuple[list[Entry], list[tuple[str, str]]]:
-        """Return the entries that match, ascending by ``sort``, and the broken.
+    ) -> tuple[list[Entry], int, list[tuple[str, str]]]:
+        """Return the entries that match, ascending; their number; the broken.
 
         The index is first brought in step with the records (``refresh``
         compares every file's time and size, whatever their number).
         ``statuses`` are recorded ones: the caller widens ``crashed`` to
         ``running`` and checks effective statuses. ``limit`` keeps the
-        highest. Broken records are ``(id, problem)`` pairs.
+        highest; the number is of all that match. Broken records are
+        ``(id, problem)`` pairs.
         """
         where: list[str] = []
         params: list[Any] = []
@@ -226,30 +250,26 @@ class RegistryIndex:
             where.append('created_ts >= ?')
             params.append(since.timestamp())
         column = _SORT_COLUMNS.get(sort, 'status')
-        query = f'SELECT id, status, host, created_at, {column} FROM runs'
-        if where:
-            query += ' WHERE ' + ' AND '.join(where)
+        condition = f' WHERE {" AND ".join(where)}' if where else ''
+        query = f'SELECT id, status, host, created_ts, {column}, ? FROM runs'
+        query += condition
         if limit is not None:
             query += f' ORDER BY {column} DESC, id DESC LIMIT {int(limit)}'
         else:
             query += f' ORDER BY {column}, id'
 
-        def run(conn: sqlite3.Connection) -> tuple[list[Entry], list[tuple[str, str]]]:
-            entries = [
-                Entry(
-                    self.key,
-                    run_id,
-                    status,
-                    host,
-                    datetime.datetime.fromisoformat(created),
-                    _sort_value(sort, value, run_id),
-                )
-                for run_id, status, host, created, value in conn.execute(query, params)
-            ]
-            if limit is not None:
+        def run(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[Entry], int, list[tuple[str, str]]]:
+            entries: list[Entry] = conn.execute(query, [self.key, *params]).fetchall()
+            if limit is None:
+                total = len(entries)
+            else:
                 entries.reverse()
+                count = f'SELECT count(*) FROM runs{condition}'
+                total = conn.execute(count, params).fetchone()[0]
             broken = list(conn.execute('SELECT id, problem FROM broken ORDER BY id'))
-            return entries, broken
+            return entries, total, broken
 
         return self._listing(run, refresh)
 
@@ -309,14 +329,19 @@ class RegistryIndex:
                 except OSError:
                     break
         memory = self._in_memory()
-        try:
-            self._sync(memory, refresh=refresh, why=why)
+        try:  # nothing is rebuilt on disk: no notice
+            self._sync(memory, refresh=refresh, why=why, notify=False)
             return run(memory)
         finally:
             memory.close()
 
     def _sync(
-        self, conn: sqlite3.Connection, *, refresh: bool, why: str | None
+        self,
+        conn: sqlite3.Connection,
+        *,
+        refresh: bool,
+        why: str | None,
+        notify: bool = True,
     ) -> None:
         try:
             folder: os.stat_result | None = os.stat(self.runs)
@@ -338,12 +363,12 @@ class RegistryIndex:
         if not full and _meta(conn, 'verified') == _folder_state(folder):
             return  # nothing was created, removed or replaced since
         known = _known(conn, full)
-        changed, seen = self._compare(known, full)
+        changed, removed = self._compare(known, full)
         found = [self._read(run_id) for run_id in changed]  # before writing:
-        for run_id in known.keys() - seen:  # runs are never kept waiting
-            _drop(conn, run_id, expected=known[run_id])
+        for run_id in removed:  # runs are never kept waiting
+            _drop(conn, run_id, expected=_inode(known[f'{run_id}.toml']))
         for run_id, (kind, values) in zip(changed, found, strict=True):
-            expected = known.get(run_id)
+            expected = _inode(known.get(f'{run_id}.toml'))
             if kind == 'put':
                 _put(conn, values, expected=expected)
             else:
@@ -356,39 +381,39 @@ class RegistryIndex:
         if time.time_ns() - folder.st_mtime_ns > RACY_NS:
             _set_meta(conn, 'verified', _folder_state(folder))
         conn.commit()
-        if why is not None and (why != _INCOMPLETE or changed):
+        if notify and why is not None and (why != _INCOMPLETE or changed):
             what = 'missing or incomplete' if why == _INCOMPLETE else why
             warnings.warn(
                 f'The registry index of experiment {self.key!r} was {what}: '
-                f'rebuilt from its {len(seen)} record(s) ({self.path}).',
+                f'rebuilt from the records ({len(changed)} read; {self.path}).',
                 IndexRebuiltWarning,
                 stacklevel=2,
             )
 
     def _compare(
-        self, known: Mapping[str, Signature], full: bool
-    ) -> tuple[list[str], set[str]]:
-        """Return the records to read again and the ids on disk."""
-        changed: list[str] = []
-        seen: set[str] = set()
+        self, known: Mapping[str, Any], full: bool
+    ) -> tuple[list[str], list[str]]:
+        """Return the ids of the records to read again and of those removed.
+
+        ``known`` maps record file names to signatures (``full``) or inodes.
+        """
         with os.scandir(self.runs) as entries:
-            for entry in entries:
-                name = entry.name
-                if not name.endswith('.toml') or name.startswith('.'):
-                    continue
-                run_id = name[:-5]
-                was = known.get(run_id)
-                if full:
-                    try:
-                        now = signature(entry.stat(follow_symlinks=False))
-                    except FileNotFoundError:
-                        continue
-                    if now != was:
-                        changed.append(run_id)
-                elif was is None or entry.inode() != was[0]:
-                    changed.append(run_id)
-                seen.add(run_id)
-        return changed, seen
+            if full:
+                on_disk: dict[str, Any] = {}
+                for entry in entries:
+                    with contextlib.suppress(FileNotFoundError):
+                        stat = entry.stat(follow_symlinks=False)
+                        on_disk[entry.name] = signature(stat)
+            else:
+                on_disk = {entry.name: entry.inode() for entry in entries}
+        get = known.get
+        changed = [
+            name[:-5]
+            for name, now in on_disk.items()
+            if get(name) != now and name.endswith('.toml') and name[0] != '.'
+        ]
+        removed = [name[:-5] for name in known.keys() - on_disk.keys()]
+        return changed, removed
 
     def _read(self, run_id: str) -> tuple[str, tuple[Any, ...]]:
         """Read a record: ``('put', row values)``, ``('broken', ...)`` or gone."""
@@ -405,15 +430,25 @@ class RegistryIndex:
     # connections
 
     def _in_memory(self) -> sqlite3.Connection:
-        """Return a copy of the index in memory, for a registry we cannot write."""
+        """Return a copy of the index in memory, for a registry we cannot write.
+
+        A WAL database on a read-only disk opens only as immutable; what its
+        WAL held and the copy misses is found by the comparison.
+        """
         memory = sqlite3.connect(':memory:')
         if self.path.exists():
-            with contextlib.suppress(OSError, sqlite3.Error):
-                source = sqlite3.connect(
-                    f'{self.path.as_uri()}?mode=ro', uri=True, timeout=1.0
-                )
+            for mode in ('mode=ro', 'immutable=1'):
+                try:
+                    source = sqlite3.connect(
+                        f'{self.path.as_uri()}?{mode}', uri=True, timeout=1.0
+                    )
+                except sqlite3.Error:
+                    continue
                 try:
                     source.backup(memory)
+                    break
+                except sqlite3.Error:
+                    continue
                 finally:
                     source.close()
         try:
@@ -485,9 +520,9 @@ class RegistryIndex:
             with os.scandir(self.runs) as entries:
                 for entry in entries:
                     name = entry.name
-                    if name.endswith('.toml') and not name.startswith('.'):
-                        if name != f'{run_id}.toml':
-                            return None
+                    record = name.endswith('.toml') and not name.startswith('.')
+                    if record and name != f'{run_id}.toml':
+                        return None
             return os.stat(self.runs)
         except OSError:
             return None
@@ -558,22 +593,32 @@ def _set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
     conn.execute('INSERT OR REPLACE INTO meta VALUES (?, ?)', (key, value))
 
 
-def _known(conn: sqlite3.Connection, full: bool) -> dict[str, Signature]:
+def _known(conn: sqlite3.Connection, full: bool) -> dict[str, Any]:
+    """Map the indexed record file names to signatures (``full``) or inodes."""
     if full:
         query = (
-            'SELECT id, ino, mtime_ns, size FROM runs '
-            'UNION ALL SELECT id, ino, mtime_ns, size FROM broken'
+            "SELECT id || '.toml', ino, mtime_ns, size FROM runs "
+            "UNION ALL SELECT id || '.toml', ino, mtime_ns, size FROM broken"
         )
         return {row[0]: (row[1], row[2], row[3]) for row in conn.execute(query)}
-    query = 'SELECT id, ino FROM runs UNION ALL SELECT id, ino FROM broken'
-    return {row[0]: (row[1], 0, 0) for row in conn.execute(query)}
+    query = (
+        "SELECT id || '.toml', ino FROM runs "
+        "UNION ALL SELECT id || '.toml', ino FROM broken"
+    )
+    return dict(conn.execute(query).fetchall())
+
+
+def _inode(known: Any) -> int | None:
+    """Return the inode of what ``_known`` gave (a signature or an inode)."""
+    inode: int | None = known[0] if isinstance(known, tuple) else known
+    return inode
 
 
 def _put(
     conn: sqlite3.Connection,
     values: tuple[Any, ...],
     *,
-    expected: Signature | None = None,
+    expected: int | None = None,
     force: bool = False,
 ) -> None:
     """Store a record's row (and its tags), unless another write got there first.
@@ -586,7 +631,7 @@ def _put(
     run_id = values[0]
     if not force:
         found = conn.execute('SELECT ino FROM runs WHERE id = ?', (run_id,)).fetchone()
-        if found is not None and (expected is None or found[0] != expected[0]):
+        if found is not None and (expected is None or found[0] != expected):
             return
     conn.execute('DELETE FROM broken WHERE id = ?', (run_id,))
     marks = ','.join('?' * len(_COLUMNS))
@@ -598,10 +643,10 @@ def _put(
     )
 
 
-def _drop(conn: sqlite3.Connection, run_id: str, *, expected: Signature | None) -> None:
+def _drop(conn: sqlite3.Connection, run_id: str, *, expected: int | None) -> None:
     if expected is not None:
         found = conn.execute('SELECT ino FROM runs WHERE id = ?', (run_id,)).fetchone()
-        if found is not None and found[0] != expected[0]:
+        if found is not None and found[0] != expected:
             return
     conn.execute('DELETE FROM runs WHERE id = ?', (run_id,))
     conn.execute('DELETE FROM tags WHERE id = ?', (run_id,))
@@ -656,12 +701,3 @@ def _row(values: Sequence[Any]) -> Row:
 
 def _time(text: str | None) -> datetime.datetime | None:
     return None if text is None else datetime.datetime.fromisoformat(text)
-
-
-_NEVER = float('-inf')
-
-
-def _sort_value(sort: str, value: Any, run_id: str) -> tuple[Any, ...]:
-    if sort in ('id', 'status'):
-        return 0, value, run_id
-    return (0, _NEVER, run_id) if value is None else (1, value, run_id)

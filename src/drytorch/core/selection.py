@@ -125,15 +125,19 @@ class RunList(Sequence['RunRecord']):
         self,
         entries: Sequence[Any],
         load: Callable[[Sequence[Any]], list[RunRecord]],
+        *,
+        matched: int | None = None,
     ) -> None:
         self._entries = list(entries)
         self._load = load
         self._records: list[RunRecord | None] = [None] * len(self._entries)
+        self.matched = len(self._entries) if matched is None else matched
+        """How many runs matched the filters, before ``limit``."""
 
     @property
     def ids(self) -> list[str]:
         """The ids of the runs, in order, without reading their records."""
-        return [entry.id for entry in self._entries]
+        return [entry[0] for entry in self._entries]
 
     def __len__(self) -> int:
         return len(self._entries)
