@@ -410,6 +410,8 @@ if sys.argv[2] == 'full':
     except OSError:
         pass
 else:
+    from drytorch.core import registry_index
+    registry_index.close_connections()  # an open database keeps the disk busy
     subprocess.run(['mount', '-o', 'remount,ro', str(root)], check=True)
 for attempt in ('new', 'resume'):
     try:

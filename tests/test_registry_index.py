@@ -340,6 +340,8 @@ runs = root / 'registry' / exp.key / 'runs'
 data = tomllib.loads((runs / 'a.toml').read_text())
 data.update(id='hand', tags=['by-hand'])
 (runs / 'hand.toml').write_bytes(tomli_w.dumps(data).encode())
+from drytorch.core import registry_index
+registry_index.close_connections()  # an open database keeps the disk busy
 subprocess.run(['mount', '-o', 'remount,ro', str(root)], check=True)
 before = sorted((p, p.stat().st_mtime_ns) for p in root.rglob('*'))
 with warnings.catch_warnings():

@@ -33,6 +33,7 @@ import json
 import os
 import pathlib
 import sqlite3
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     'IndexRebuiltWarning',
     'RegistryIndex',
     'Row',
+    'close_connections',
     'order',
     'signature',
 ]
@@ -287,22 +289,18 @@ class RegistryIndex:
     def rows(self, ids: Sequence[str]) -> dict[str, Row]:
         """Return the rows of ``ids`` still indexed (none if the index fails)."""
         found: dict[str, Row] = {}
+        columns = ','.join(_COLUMNS)
         try:
-            conn = self._connect(create=False)
-        except (OSError, sqlite3.Error):
-            return found
-        try:
-            for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
-                marks = ','.join('?' * len(chunk))
-                query = f'SELECT {",".join(_COLUMNS)} FROM runs WHERE id IN ({marks})'
-                for values in conn.execute(query, chunk):
-                    row = _row(values)
-                    found[row.id] = row
-        except (sqlite3.Error, ValueError, TypeError):
+            with self._connection(create=False) as conn:
+                for start in range(0, len(ids), 500):
+                    chunk = list(ids[start : start + 500])
+                    marks = ','.join('?' * len(chunk))
+                    query = f'SELECT {columns} FROM runs WHERE id IN ({marks})'
+                    for values in conn.execute(query, chunk):
+                        row = _row(values)
+                        found[row.id] = row
+        except (OSError, sqlite3.Error, ValueError, TypeError):
             return {}
-        finally:
-            conn.close()
         return found
 
     def row(self, data: Mapping[str, Any], signature: Signature) -> Row:
@@ -479,17 +477,24 @@ class RegistryIndex:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f'{self.path}{suffix}')
 
-    def _connect(
-        self, *, create: bool, timeout: float = BUSY_TIMEOUT_S
-    ) -> sqlite3.Connection:
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
         if not create and not self.path.exists():
             raise FileNotFoundError(self.path)
-        conn = sqlite3.connect(self.path, timeout=timeout)
+        _check_size(self.path)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=BUSY_TIMEOUT_S,
+            check_same_thread=False,
+            factory=_Connection,
+        )
         try:
             conn.execute('PRAGMA synchronous = NORMAL')
             if conn.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
                 conn.execute('PRAGMA journal_mode = WAL')
             conn.executescript(_SCHEMA_SQL)
+            conn.identity = _identity(self.path)
+            conn.pid = os.getpid()
+            conn.path = self.path
         except BaseException:
             conn.close()
             raise
@@ -499,11 +504,19 @@ class RegistryIndex:
     def _connection(
         self, *, create: bool, timeout: float = BUSY_TIMEOUT_S
     ) -> Iterator[sqlite3.Connection]:
-        conn = self._connect(create=create, timeout=timeout)
+        """Lend a connection from this process's pool (see ``_Pool``)."""
+        conn = _POOL.take(self.path)
+        if conn is None:
+            conn = self._connect(create=create)
         try:
+            conn.execute(f'PRAGMA busy_timeout = {int(timeout * 1000)}')
             yield conn
-        finally:
-            conn.close()
+        except BaseException:
+            _close(conn, self.path)
+            raise
+        if conn.in_transaction:
+            conn.rollback()
+        _POOL.give(self.path, conn)
 
     def _ours(self, conn: sqlite3.Connection, run_id: str) -> bool:
         """Whether a writer may add to this index (a foreign one waits for a lister)."""
@@ -566,6 +579,131 @@ def _clear(conn: sqlite3.Connection) -> None:
 
 def _folder_id(stat: os.stat_result) -> str:
     return f'{stat.st_dev}:{stat.st_ino}'
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that knows which file it opened (device and inode)."""
+
+    identity: tuple[int, int, int] | None = None
+    pid: int = -1
+    path: pathlib.Path | None = None
+
+
+class _Pool:
+    """The index connections this process keeps open, a few, the latest used.
+
+    Opening a WAL database that no other connection holds costs milliseconds
+    (its WAL is recovered, then checkpointed and removed at close), too much
+    for every record write. A connection is lent to one caller at a time, so
+    threads never share one. One whose file was replaced (a rebuilt index) or
+    that a forked child inherited is dropped without being closed: closing it
+    could remove a WAL that is another database's, or the parent's, now.
+    """
+
+    SIZE = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[str, sqlite3.Connection] = {}
+        os.register_at_fork(after_in_child=self._forked)
+
+    def take(self, path: pathlib.Path) -> sqlite3.Connection | None:
+        with self._lock:
+            conn = self._idle.pop(str(path), None)
+        if conn is None:
+            return None
+        if not _same_file(conn, path):
+            _ABANDONED.append(conn)
+            return None
+        return conn
+
+    def give(self, path: pathlib.Path, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            extra = self._idle.pop(str(path), None)  # another thread's: keep one
+            self._idle[str(path)] = conn
+            evicted = [extra] if extra is not None else []
+            while len(self._idle) > self.SIZE:
+                evicted.append(self._idle.pop(next(iter(self._idle))))
+        for other in evicted:
+            _close(other, getattr(other, 'path', None))
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conn in idle.values():
+            _close(conn, getattr(conn, 'path', None))
+
+    def _forked(self) -> None:
+        _ABANDONED.extend(self._idle.values())
+        self._idle = {}
+        self._lock = threading.Lock()
+
+
+_ABANDONED: list[sqlite3.Connection] = []  # kept, never closed (see _Pool)
+_POOL = _Pool()
+
+
+def close_connections() -> None:
+    """Close the index connections this process keeps open between operations.
+
+    Never needed for correctness; useful before unmounting or remounting the
+    file system of the registry, which an open database keeps busy.
+    """
+    _POOL.close_all()
+
+
+def _identity(path: pathlib.Path) -> tuple[int, int, int] | None:
+    """Return what tells this database file (and its WAL index) from another."""
+    try:
+        stat = os.stat(path)
+        shared = os.stat(f'{path}-shm')
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, shared.st_ino
+
+
+def _same_file(conn: sqlite3.Connection, path: pathlib.Path | None) -> bool:
+    """Whether ``conn`` was opened by this process on the file now at its path."""
+    if not isinstance(conn, _Connection) or conn.pid != os.getpid():
+        return False
+    if path is None or conn.identity is None:
+        return False
+    return conn.identity == _identity(path)
+
+
+def _close(conn: sqlite3.Connection, path: pathlib.Path | None) -> None:
+    """Close ``conn``, unless its file is no longer what it opened (see _Pool)."""
+    if _same_file(conn, path):
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+    else:
+        _ABANDONED.append(conn)
+
+
+def _check_size(path: pathlib.Path) -> None:
+    """Raise ``DatabaseError`` if the file is shorter than its header says.
+
+    SQLite reports a damaged page only when a query reads it; a truncated
+    index is found here, when a connection opens, at the cost of one read.
+    """
+    try:
+        with open(path, 'rb') as file:
+            header = file.read(100)
+            size = os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        return
+    if len(header) < 100:
+        if header:
+            raise sqlite3.DatabaseError('the file is shorter than a database header')
+        return
+    page = int.from_bytes(header[16:18], 'big')
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(header[28:32], 'big')
+    valid = header[24:28] == header[92:96]  # the size field is current
+    if valid and size < pages * page:
+        raise sqlite3.DatabaseError(
+            f'the file holds {size} bytes of the {pages * page} its header gives'
+        )
 
 
 def _writable(folder: pathlib.Path) -> bool:
