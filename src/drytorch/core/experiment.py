@@ -212,21 +212,32 @@ class Experiment(Generic[ConfigT]):
     ) -> selection.RunList:
         """Return the recorded runs of this experiment, oldest first.
 
-        The filters are those of ``drytorch runs``; see
-        ``drytorch.core.selection.select`` (``status``: one or several;
-        ``tags``: all required; ``since``: a datetime, ISO time or age such as
-        ``'12h'``; ``limit``: the ``limit`` newest, or highest by ``sort``).
-        The registry index chooses the runs, so this answers at once at any
-        size; the list reads each record when first used. ``refresh``
-        compares every record file with the index first, which finds edits
-        made in place in registries of over 5,000 runs (smaller ones are
-        always compared whole).
+        The filters are those of ``drytorch runs``. The registry index chooses
+        the runs, so this answers at once at any size; the list reads each
+        record when first used.
+
+        Args:
+            status: keep runs with this status, or one of these (``crashed``
+                included: the effective status).
+            tags: keep runs that carry every one of these tags.
+            since: keep runs created at or after this time: a datetime, an ISO
+                date or time (``2026-12-01``, ``2026-12-01T10:00``), or an age
+                (``30m``, ``12h``, ``7d``).
+            sort: order by creation, start or stop time, id or status; runs
+                without the time come first.
+            descending: list in reverse order (newest first, by default).
+            limit: keep the ``limit`` runs with the highest sort values (the
+                newest, by default), whichever way they are listed.
+            refresh: compare every record file with the index first, which
+                finds edits made in place in registries of over 5,000 runs
+                (smaller ones are always compared whole).
 
         Raises:
-            ValueError: an unknown status or sort key, or a bad ``since``.
+            ValueError: an unknown status or sort key, a bad ``since``, a
+                negative ``limit``.
         """
-        return self.registry.list_runs(
-            self.key,
+        return self.registry.select_runs(
+            [self.key],
             status=status,
             tags=tags,
             since=since,

@@ -577,32 +577,12 @@ class RunRegistry:
             return found[0]
         return self.index(key).newest()
 
-    def list_runs(
-        self,
-        key: str,
-        *,
-        status: str | Sequence[str] | None = None,
-        tags: str | Sequence[str] = (),
-        since: datetime.datetime | str | None = None,
-        sort: selection.SortKey = 'created',
-        descending: bool = False,
-        limit: int | None = None,
-        refresh: bool = False,
-    ) -> selection.RunList:
-        """Return the readable records of an experiment, oldest first.
+    def list_runs(self, key: str, *, refresh: bool = False) -> selection.RunList:
+        """Return every readable record of an experiment, oldest first.
 
-        See ``select_runs``, which this is for one experiment.
+        See ``select_runs``, which chooses among them.
         """
-        return self.select_runs(
-            [key],
-            status=status,
-            tags=tags,
-            since=since,
-            sort=sort,
-            descending=descending,
-            limit=limit,
-            refresh=refresh,
-        )
+        return self.select_runs([key], refresh=refresh)
 
     def select_runs(
         self,
@@ -618,7 +598,7 @@ class RunRegistry:
     ) -> selection.RunList:
         """Return the runs of these experiments that match, in order.
 
-        The filters are those of ``selection.select``. The registry index
+        The filters are those of ``Experiment.list_runs``. The registry index
         chooses the runs, so the cost grows with the runs returned, not the
         runs recorded; records are read when first used (``RunList``).
         ``refresh`` compares every record file with the index first (for

@@ -186,12 +186,8 @@ class RegistryIndex:
         Best effort: the index is a cache, and a write it misses is found by
         the next listing's comparison, so errors are swallowed.
         """
-        with contextlib.suppress(OSError, sqlite3.Error, ValueError, TypeError):
-            values = _values(data, signature(os.stat(record)))
-            with self._connection(create=True, timeout=WRITER_TIMEOUT_S) as conn:
-                if self._ours(conn, values[0]):
-                    _put(conn, values, force=True)
-                    conn.commit()
+        with contextlib.suppress(OSError):
+            self._store(data, signature(os.stat(record)), create=True)
 
     def drop(self, run_id: str) -> None:
         """Forget a removed record (best effort, as ``put``)."""
@@ -210,11 +206,22 @@ class RegistryIndex:
 
         Best effort, and only over that row (see ``_put``).
         """
+        self._store(data, signature, create=False, expected=was[0])
+
+    def _store(
+        self,
+        data: Mapping[str, Any],
+        found: Signature,
+        *,
+        create: bool,
+        expected: int | None = None,
+    ) -> None:
+        """Put a row: a run's own (``create``: always), or a lister's (see _put)."""
         with contextlib.suppress(OSError, sqlite3.Error, ValueError, TypeError):
-            values = _values(data, signature)
-            with self._connection(create=False, timeout=WRITER_TIMEOUT_S) as conn:
+            values = _values(data, found)
+            with self._connection(create=create, timeout=WRITER_TIMEOUT_S) as conn:
                 if self._ours(conn, values[0]):
-                    _put(conn, values, expected=was[0])
+                    _put(conn, values, expected=expected, force=create)
                     conn.commit()
 
     # ------------------------------------------------------------------
@@ -302,10 +309,6 @@ class RegistryIndex:
         except (OSError, sqlite3.Error, ValueError, TypeError):
             return {}
         return found
-
-    def row(self, data: Mapping[str, Any], signature: Signature) -> Row:
-        """Return the row ``data`` makes (a record read outside the index)."""
-        return _row(_values(data, signature))
 
     # ------------------------------------------------------------------
     # keeping in step

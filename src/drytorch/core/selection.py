@@ -1,14 +1,16 @@
 """Choosing runs from a listing: by status, tags and time, sorted and limited.
 
 One implementation serves ``Experiment.list_runs`` and ``drytorch runs``, so
-the same words select the same runs in Python and on the command line.
+the same words select the same runs in Python and on the command line: the
+arguments are checked here (``criteria``), the registry index chooses the
+runs, and a ``RunList`` holds them.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args, overload
 
 from drytorch.core.log_events import RunStatus
@@ -23,7 +25,6 @@ __all__ = [
     'SortKey',
     'criteria',
     'parse_since',
-    'select',
 ]
 
 SortKey = Literal['created', 'started', 'stopped', 'id', 'status']
@@ -31,53 +32,6 @@ SORT_KEYS: tuple[str, ...] = get_args(SortKey)
 STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 _AGO = re.compile(r'(\d+(?:\.\d+)?)\s*([smhdw])')
 _UNIT = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
-_NEVER = datetime.datetime.min.replace(tzinfo=datetime.UTC)
-
-
-def select(
-    records: Iterable[RunRecord],
-    *,
-    status: str | Sequence[str] | None = None,
-    tags: str | Sequence[str] = (),
-    since: datetime.datetime | str | None = None,
-    sort: SortKey = 'created',
-    descending: bool = False,
-    limit: int | None = None,
-) -> list[RunRecord]:
-    """Return the records that match, in order.
-
-    Args:
-        records: the runs to choose from.
-        status: keep runs with this status, or one of these (``crashed``
-            included: the effective status).
-        tags: keep runs that carry every one of these tags.
-        since: keep runs created at or after this time: a datetime, an ISO
-            date or time (``2026-12-01``, ``2026-12-01T10:00``), or an age
-            (``30m``, ``12h``, ``7d``).
-        sort: order by creation, start or stop time, id or status; runs
-            without the time come first.
-        descending: list in reverse order (newest first, by default).
-        limit: keep the ``limit`` runs with the highest sort values (the
-            newest, by default), whichever way they are listed.
-
-    Raises:
-        ValueError: an unknown status or sort key, a bad ``since``, a
-            negative ``limit``.
-    """
-    wanted, required, start = criteria(status, tags, since, sort, limit)
-    chosen = [
-        record
-        for record in records
-        if (not wanted or record.status in wanted)
-        and required <= set(record.tags)
-        and (start is None or _aware(record.created_at) >= start)
-    ]
-    chosen.sort(key=lambda record: (_sort_value(record, sort), record.id))
-    if limit is not None:
-        chosen = chosen[len(chosen) - limit :] if limit else []
-    if descending:
-        chosen.reverse()
-    return chosen
 
 
 def criteria(
@@ -204,19 +158,6 @@ def parse_since(value: datetime.datetime | str) -> datetime.datetime:
             f'Cannot read {value!r} as a time: use an ISO date or time '
             '(2026-12-01, 2026-12-01T10:30) or an age (30m, 12h, 7d).'
         ) from None
-
-
-def _sort_value(record: RunRecord, key: str) -> tuple[int, object]:
-    if key == 'id':
-        return 0, record.id
-    if key == 'status':
-        return 0, record.status
-    moment = {
-        'created': record.created_at,
-        'started': record.started_at,
-        'stopped': record.stopped_at,
-    }[key]
-    return (0, _NEVER) if moment is None else (1, _aware(moment))
 
 
 def _aware(moment: datetime.datetime) -> datetime.datetime:
