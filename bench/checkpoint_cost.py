@@ -31,8 +31,8 @@ patched to return nothing, so gathering them is left out too). This is the
 strictest measure: the save's cheapest form, with the extra state's gathering
 cold after each save. For information, the same comparison is printed
 without ``fsync`` (patched to a no-op: there the extra state weighs most),
-with a torch draw between saves (as dropout makes: torch's words are then
-encoded anew each time rather than reused), and for the whole public call
+with a torch draw between saves (as dropout makes; every generator is read
+through its public API at every save either way), and for the whole public call
 ``trainer.save_checkpoint()`` (which also hashes the file for the run record
 and applies ``keep_last``).
 

@@ -437,7 +437,7 @@ def test_unusable_tags_are_refused(tag: str) -> None:
 
 def test_non_string_tag_is_refused_by_the_validator() -> None:
     with pytest.raises(exceptions.InvalidNameError, match='Tags must be strings'):
-        drytorch.core.plugins.get_host().hook.validate_name(name=3, kind='tag')
+        drytorch.core.plugins.get_host().validate_name(name=3, kind='tag')
 
 
 # cycles

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from drytorch import DataLoader, Experiment, Metric, Test, Trainer
-from drytorch.core import exceptions, log_events, plugins
+from drytorch.core import plugins
 from drytorch.trackers import csv as csv_tracker
 from drytorch.trackers.csv import CSVColumnsWarning, CSVDumper, CSVWriteWarning
 from tests import training_kit as kit
@@ -265,18 +265,21 @@ def test_names_are_made_safe_and_never_share_a_file() -> None:
     }
 
 
-def test_events_outside_metrics_write_nothing_and_repr_is_readable() -> None:
+def test_events_outside_metrics_write_nothing_and_repr_is_readable(
+    host: plugins.PluginHost,
+) -> None:
     dumper = CSVDumper(par_dir='out')
     assert repr(dumper) == f'CSVDumper(par_dir={str(pathlib.Path("out").resolve())!r})'
     assert repr(CSVDumper()) == 'CSVDumper(par_dir=None)'
-    with experiment(dumper).create_run(run_id='r'):
-        dumper.notify(
-            log_events.IterateBatchEvent('Trainer', 1, 2, 8, lambda: {'MSE': 1.0})
-        )
-        assert dumper.run.run_id == 'r'  # the base class tracks the run
-    assert not (pathlib.Path('out') / 'csv_metrics' / 'exp' / 'r').exists()
-    with pytest.raises(exceptions.TrackerError):
-        _ = dumper.run
+    folder = pathlib.Path('out').resolve() / 'csv_metrics' / 'exp' / 'r'
+    with experiment(dumper).create_run(run_id='r') as run:
+        assert 'tracker:CSVDumper' not in host.implementers('on_batch_end')
+        assert dumper.run_outputs(run.view) == {'CSVDumper': str(folder)}
+        kit.trainer(n=16).train(1)  # every batch event is for others
+    assert [p.name for p in folder.iterdir()] == ['Model_Trainer.csv']
+    with experiment(CSVDumper(par_dir='out'), name='idle').create_run(run_id='r'):
+        pass  # no metrics: no file, and no folder either
+    assert not (pathlib.Path('out') / 'csv_metrics' / 'idle').exists()
 
 
 def test_subscribed_in_the_middle_of_a_run_writes_where_it_should() -> None:

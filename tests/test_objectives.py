@@ -179,7 +179,7 @@ def test_gradients_do_not_leak_into_the_accumulators() -> None:
         scalar.update(torch.ones(3), None)
         vector.update(torch.ones(3), None)
     for metric in (scalar, vector):
-        assert not any(total.requires_grad for total in metric._sums.values())
+        assert not any(total.requires_grad for total in metric._running.sums.values())
         assert not any(value.requires_grad for value in metric.compute().values())
 
 
@@ -212,7 +212,7 @@ def test_values_stay_on_the_input_device(device: str) -> None:
     for metric in (scalar, vector):
         metric.update(outputs, targets)
         metric.update(outputs[:1], targets[:1])
-        for total in metric._sums.values():
+        for total in metric._running.sums.values():
             assert total.device.type == device
         for value in metric.compute().values():
             assert value.device.type == device
@@ -836,21 +836,21 @@ def test_the_state_is_plain_data() -> None:
     assert state['counts'] == {'MSE': 1, 'Error': 1}
     assert state['batches'] == 1
     assert type(state['sums']['MSE']) is float  # no tensor: no file record
-    assert state['sums']['MSE'] == loss._sums['MSE'].item()
+    assert state['sums']['MSE'] == loss._running.sums['MSE'].item()
 
 
 def test_sums_saved_as_numbers_are_restored_exactly_on_the_given_device() -> None:
     loss = Loss(mse, 'MSE')
     loss.update(OUTPUTS, TARGETS)
     loss.update(OUTPUTS * 1.1, TARGETS)
-    saved = loss._sums['MSE'].clone()
+    saved = loss._running.sums['MSE'].clone()
     resumed = Loss(mse, 'MSE')
     resumed.load_state_dict(loss.state_dict(), device='meta')
-    assert resumed._sums['MSE'].device.type == 'meta'  # created there
+    assert resumed._running.sums['MSE'].device.type == 'meta'  # created there
     resumed.load_state_dict(loss.state_dict())
-    assert resumed._sums['MSE'].device.type == 'cpu'  # the default
-    assert resumed._sums['MSE'].dtype == torch.float64
-    assert torch.equal(resumed._sums['MSE'], saved)  # every bit of the float64
+    assert resumed._running.sums['MSE'].device.type == 'cpu'  # the default
+    assert resumed._running.sums['MSE'].dtype == torch.float64
+    assert torch.equal(resumed._running.sums['MSE'], saved)  # every bit of the float64
 
 
 def test_sums_saved_as_tensors_by_earlier_versions_still_load() -> None:

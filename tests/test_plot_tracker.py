@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from drytorch import DataLoader, Metric, Model, Tracker
-from drytorch.core import exceptions
+from drytorch import DataLoader, Metric, Model, RunView, hookimpl
+from drytorch.core import exceptions, plugins
 from drytorch.trackers.base import MetricHistory
+from drytorch.trackers.csv import CSVDumper
 from drytorch.trackers.plot import (
     MissingPlotDependencyError,
     PlotTracker,
@@ -50,17 +51,17 @@ class FakeLoader:
         return self.histories
 
 
-class LoadingTracker(Tracker):
-    """A tracker of the experiment that can read back metrics (like the CSV one)."""
+class StoredMetrics:
+    """A plugin answering ``load_metrics`` (first), remembering the runs asked."""
 
     def __init__(self, histories: dict[str, dict[str, MetricHistory]]) -> None:
-        super().__init__()
-        self.fake = FakeLoader(histories)
+        self.histories = histories
+        self.asked: list[tuple[str, str, bool]] = []
 
-    def load_metrics(
-        self, experiment_name: str, run_id: str
-    ) -> dict[str, dict[str, MetricHistory]]:
-        return self.fake.load_metrics(experiment_name, run_id)
+    @hookimpl(tryfirst=True)
+    def load_metrics(self, run: RunView) -> dict[str, dict[str, MetricHistory]]:
+        self.asked.append((run.experiment, run.id, run.resumed))
+        return self.histories
 
 
 def train(
@@ -166,16 +167,44 @@ def test_remeasured_epochs_supersede_the_loaded_ones() -> None:
     assert trainer.values['MSE'][2] != 7.0
 
 
-def test_resume_finds_a_loading_tracker_of_the_experiment() -> None:
+def test_resume_loads_the_earlier_history_once_through_load_metrics(
+    host: plugins.PluginHost,
+) -> None:
     model = train(kit.experiment(), 1)
-    earlier = {'Model': {'Trainer': history([1], [5.0])}}
+    stored = StoredMetrics({'Model': {'Trainer': history([1], [5.0])}})
+    host.register(stored, 'stored')
     exp = kit.experiment()
-    source = LoadingTracker(earlier)
     tracker = PlotTracker()
-    exp.trackers.subscribe(tracker, source)
-    train(exp, 1, model, resume=True)
-    assert source.fake.calls == [('exp', 'r')]
-    assert xdata(tracker, 'Trainer') == [1, 2]
+    exp.trackers.subscribe(tracker)
+    train(exp, 2, model, resume=True)
+    assert stored.asked == [('exp', 'r', True)]  # once, not per epoch
+    assert xdata(tracker, 'Trainer') == [1, 2, 3]
+    assert tracker.histories['Model']['Trainer'].values['MSE'][0] == 5.0
+    assert stored.histories['Model']['Trainer'].epochs == [1]  # not mutated
+
+
+def test_resume_in_another_process_draws_the_whole_curve_from_csv_files() -> None:
+    first = kit.experiment()
+    first.trackers.subscribe(CSVDumper())
+    model = train(first, 2)
+    again = kit.experiment()  # as a new process would: nothing in memory
+    tracker = PlotTracker(every_epoch=False)
+    again.trackers.subscribe(CSVDumper(), tracker)
+    train(again, 1, model, resume=True)
+    assert xdata(tracker, 'Trainer') == [1, 2, 3]
+    assert xdata(tracker, 'Validation') == [1, 2, 3]
+    assert_png(pathlib.Path('plots/exp/r/Model-MSE.png').resolve())
+
+
+def test_a_new_run_asks_for_no_history(host: plugins.PluginHost) -> None:
+    stored = StoredMetrics({'Model': {'Trainer': history([1], [5.0])}})
+    host.register(stored, 'stored')
+    exp = kit.experiment()
+    tracker = PlotTracker()
+    exp.trackers.subscribe(tracker)
+    train(exp, 1)
+    assert stored.asked == []
+    assert xdata(tracker, 'Trainer') == [1]
 
 
 def test_same_tracker_keeps_its_curves_when_the_run_resumes() -> None:

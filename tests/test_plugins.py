@@ -22,8 +22,9 @@ import pluggy
 import pytest
 
 import drytorch
+import drytorch.testing
 from drytorch import Experiment
-from drytorch.core import exceptions, plugins, tracking
+from drytorch.core import exceptions, plugins
 from drytorch.core.exceptions import PluginError, TrackerFailureWarning
 from drytorch.core.plugins import PluginLoadWarning
 from drytorch.hookspecs import SPEC_MODULES
@@ -106,7 +107,7 @@ def test_entry_point_plugin_is_called_when_a_run_starts(use_dist) -> None:
         module = sys.modules[DEMO_MODULE]
         assert [event.run_id for event in module.CALLS] == ['first']
     assert module.CALLS[0].experiment_name == 'with-demo'
-    assert plugins.get_host().manager.get_plugin('demo') is module
+    assert plugins.get_host().get_plugin('demo') is module
     assert exp.registry.read(exp.key, run.id).status == 'completed'
 
 
@@ -126,10 +127,8 @@ def test_drytorch_hookimpl_is_the_marker(use_dist) -> None:
     host = plugins.get_host()
     module = sys.modules[DEMO_MODULE]
     assert drytorch.hookimpl.project_name == 'drytorch'
-    impls = host.manager.hook.on_run_start.get_hookimpls()
-    assert [i.function for i in impls if i.plugin_name == 'demo'] == [
-        module.on_run_start
-    ]
+    assert 'demo' in host.implementers('on_run_start')
+    assert host.get_plugin('demo').on_run_start is module.on_run_start
 
     class ForeignMarker:
         @pluggy.HookimplMarker('not-drytorch')
@@ -186,7 +185,7 @@ def test_plugin_whose_import_fails_is_reported_and_skipped(use_dist) -> None:
     assert len(messages) == 1
     assert "'broken'" in messages[0]
     assert 'drytorch_dependency_that_is_not_installed' in messages[0]
-    assert not host.manager.has_plugin('broken')
+    assert not host.has_plugin('broken')
     assert run_once('survives').status == 'completed'
 
 
@@ -252,7 +251,7 @@ def test_misspelt_hook_refused_at_registration(host: plugins.PluginHost) -> None
 
     with pytest.raises(PluginError, match=r"'typo'.*'on_model_registr'"):
         host.register(Typo(), 'typo')
-    assert not host.manager.has_plugin('typo')
+    assert not host.has_plugin('typo')
     assert 'typo' not in [info.name for info in host.plugins()]
 
 
@@ -272,7 +271,7 @@ def test_tracking_hook_wrapper_is_refused(host: plugins.PluginHost) -> None:
 
     with pytest.raises(PluginError, match=r"'wrapping'.*on_run_start"):
         host.register(Wrapper(), 'wrapping')
-    assert not host.manager.has_plugin('wrapping')
+    assert not host.has_plugin('wrapping')
 
 
 def test_plugin_name_must_be_unique(host: plugins.PluginHost) -> None:
@@ -287,10 +286,10 @@ def test_disable_plugins_env(use_dist, monkeypatch) -> None:
     monkeypatch.setenv('DRYTORCH_DISABLE_PLUGINS', 'demo, drytorch.validators.modules')
     use_dist('demo')
     host = plugins.get_host()
-    assert not host.manager.has_plugin('demo')
-    assert not host.manager.has_plugin('drytorch.validators.modules')
-    assert host.manager.has_plugin('drytorch.validators.names')
-    assert not host.manager.hook.validate_model.get_hookimpls()
+    assert not host.has_plugin('demo')
+    assert not host.has_plugin('drytorch.validators.modules')
+    assert host.has_plugin('drytorch.validators.names')
+    assert not host.implementers('validate_model')
     assert DEMO_MODULE not in sys.modules  # never even imported
     assert run_once('no-demo').status == 'completed'
     assert DEMO_MODULE not in sys.modules
@@ -303,9 +302,9 @@ def test_disable_plugins_pyproject(use_dist, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(project)
     use_dist('demo')
     host = plugins.get_host()
-    assert not host.manager.has_plugin('demo')
-    assert not host.manager.has_plugin('drytorch.validators.names')
-    assert host.manager.has_plugin('drytorch.validators.modules')
+    assert not host.has_plugin('demo')
+    assert not host.has_plugin('drytorch.validators.names')
+    assert host.has_plugin('drytorch.validators.modules')
     Experiment(None, name='a..b')  # the name validator is gone
     assert DEMO_MODULE not in sys.modules
 
@@ -315,7 +314,7 @@ def test_disabled_broken_plugin_is_not_imported(use_dist, monkeypatch) -> None:
     monkeypatch.setenv('DRYTORCH_STRICT_PLUGINS', '1')
     use_dist('broken')
     host = plugins.get_host()  # strict: importing it would raise
-    assert not host.manager.has_plugin('broken')
+    assert not host.has_plugin('broken')
 
 
 def test_name_validator_refuses_by_default() -> None:
@@ -353,7 +352,7 @@ def test_global_plugin_tracking_fault_is_isolated(host: plugins.PluginHost) -> N
     assert len(failures) == 1
     assert "'faulty-global'" in str(failures[0].message)
     assert 'on_run_start' in str(failures[0].message)
-    assert not host.manager.has_plugin('faulty-global')
+    assert not host.has_plugin('faulty-global')
     assert faulty.calls == ['on_run_start']
     assert recorder.names() == later.names() == ['on_run_start', 'on_run_stop']
     assert record.status == 'completed'
@@ -409,7 +408,7 @@ def test_model_validator_stops_model(host: plugins.PluginHost) -> None:
     with exp.create_run(), refused:
         Model(torch.nn.Linear(2, 2), device='cpu')
     assert recorder.names() == ['on_run_start', 'on_run_stop']
-    assert host.manager.has_plugin('refuse-model')
+    assert host.has_plugin('refuse-model')
 
 
 # 8. ``import drytorch`` stays cheap
@@ -462,7 +461,7 @@ def test_every_hook_is_documented() -> None:
     assert not missing, f'hooks missing from docs/hooks.md: {missing}'
 
 
-def test_tracking_hooks_are_broadcast_and_tracked() -> None:
+def test_every_hook_has_its_typed_host_method() -> None:
     documented_tracking = {
         name
         for module in SPEC_MODULES
@@ -470,9 +469,36 @@ def test_tracking_hooks_are_broadcast_and_tracked() -> None:
         if (spec := getattr(module, name, None)) is not None
         and (spec.__doc__ or '').startswith('Tracking:')
     }
-    tracker_hooks = {
+    assert documented_tracking == plugins.TRACKING_HOOKS
+    recorder_hooks = {
         name
-        for name, value in vars(tracking.Tracker).items()
+        for name, value in vars(drytorch.testing.HookRecorder).items()
         if hasattr(value, 'drytorch_impl')
     }
-    assert documented_tracking == plugins.TRACKING_HOOKS == tracker_hooks
+    assert recorder_hooks == plugins.TRACKING_HOOKS
+    missing = [
+        name
+        for name in contract_hooks()
+        if not callable(getattr(plugins.PluginHost, name, None))
+    ]
+    assert not missing, f'PluginHost has no method for {missing}'
+    # nothing outside core/plugins.py reaches into pluggy
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / 'src' / 'drytorch').rglob('*.py')
+        if path.name != 'plugins.py'
+        and any(
+            word in path.read_text(encoding='utf-8')
+            for word in ('get_hookimpls', '.argnames', 'import pluggy', '.hook.')
+        )
+        and 'hookspecs' not in path.parts
+    ]
+    assert not offenders, offenders
+    # trackers and the CLI see runs through the contract only (RunView)
+    reaching = [
+        str(path.relative_to(ROOT))
+        for folder in ('trackers', 'cli')
+        for path in (ROOT / 'src' / 'drytorch' / folder).rglob('*.py')
+        if 'active_run' in path.read_text(encoding='utf-8')
+    ]
+    assert not reaching, reaching

@@ -1,11 +1,12 @@
-"""Random-generator states: exact round trips, shortcuts, earlier formats."""
+"""Random-generator states: exact round trips, the seeded shortcut, earlier formats."""
 
 from __future__ import annotations
 
+import base64
 import io
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -47,39 +48,31 @@ def _leaves(value: Any) -> Iterator[Any]:
         yield value
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:
-    calls: list[int] = []
-    original = getattr(owner, name)
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, spy)
-    return calls
+def _text(data: bytes) -> str:
+    return base64.b64encode(data).decode('ascii')
 
 
-@pytest.fixture(autouse=True)
-def fresh_readings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start each test with nothing remembered and the raw reads unchecked."""
-    for memo in (rng._python_memo, rng._numpy_memo, rng._torch_memo):
-        monkeypatch.setattr(memo, 'entry', None)
-    for raw in (rng._PYTHON_RAW, rng._NUMPY_RAW):
-        monkeypatch.setattr(raw, 'view', None)
-        if raw.trusted is not False:  # False for Python's outside CPython
-            monkeypatch.setattr(raw, 'trusted', None)
+_GENERATORS: dict[str, Callable[[], Any]] = {
+    'python': lambda: [random.random(), random.gauss(0, 1), random.getrandbits(70)],
+    'numpy': lambda: [*np.random.rand(3).tolist(), np.random.standard_normal()],
+    'torch': lambda: [*torch.rand(3).tolist(), *torch.randn(3).tolist()],
+}
 
 
-@pytest.fixture
-def python_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the full reads of Python's state (``random.getstate``)."""
-    return _spy(monkeypatch, random, 'getstate')
-
-
-@pytest.fixture
-def numpy_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the full reads of NumPy's state (``numpy.random.get_state``)."""
-    return _spy(monkeypatch, np.random, 'get_state')
+@pytest.mark.parametrize('generator', sorted(_GENERATORS))
+@pytest.mark.parametrize('seed', [None, 13])
+def test_each_generator_draws_the_same_numbers_after_a_restore(
+    generator: str, seed: int | None
+) -> None:
+    draw = _GENERATORS[generator]
+    random.seed(13)
+    np.random.seed(13)
+    torch.manual_seed(13)
+    draw()  # draw some numbers first (and leave a cached Gaussian)
+    states = _through_a_file(rng.get_states(seed=seed))
+    expected = [draw() for _ in range(3)]
+    rng.set_states(states)
+    assert [draw() for _ in range(3)] == expected
 
 
 @pytest.mark.parametrize('seed', [None, 11])
@@ -103,6 +96,10 @@ def test_the_state_is_plain_data() -> None:
     assert kinds <= {str, int, float, type(None)}  # no tensor, no bytes
 
 
+def test_only_public_apis_are_used() -> None:
+    assert not {'ctypes', '_random'} & set(vars(rng))
+
+
 def test_generators_as_the_seed_left_them_are_stored_as_the_seed() -> None:
     random.seed(21)
     np.random.seed(21)
@@ -122,82 +119,14 @@ def test_generators_as_the_seed_left_them_are_stored_as_the_seed() -> None:
 def test_a_cached_gaussian_is_not_a_seeded_state() -> None:
     version, words, _ = random.Random(8).getstate()
     random.setstate((version, words, 0.25))  # the seed's words, and a cache
+    name, keys, pos, _, _ = np.random.RandomState(8).get_state()
+    np.random.set_state((name, keys, pos, 1, 0.5))
     states = rng.get_states(seed=8)
     assert states['python']['gauss'] == 0.25
-    rng.set_states(states)
+    assert states['numpy']['has_gauss'] == 1
+    rng.set_states(_through_a_file(states))
     assert random.gauss(0, 1) == 0.25
-
-
-def test_unchanged_states_are_not_read_again(
-    python_reads: list[int], numpy_reads: list[int]
-) -> None:
-    random.seed(2)
-    random.random()
-    np.random.seed(2)  # no cached Gaussian
-    np.random.rand()
-    first = rng.get_states()
-    assert (len(python_reads), len(numpy_reads)) == (1, 1)
-    torch.rand(2)  # torch's generator moves; the others do not
-    second = rng.get_states()
-    if rng._PYTHON_RAW.trusted:  # CPython
-        assert len(python_reads) == 1
-    assert len(numpy_reads) == 1
-    assert second['python'] == first['python']
-    assert second['numpy'] == first['numpy']
-    assert second['numpy'] is not first['numpy']  # callers may change theirs
-    random.random()
-    np.random.rand()
-    third = rng.get_states()
-    assert (len(python_reads), len(numpy_reads)) == (2, 2)
-    assert third['numpy']['pos'] == second['numpy']['pos'] + 2  # a double: 2 words
-    assert third['python']['words'] != second['python']['words']
-    expected = _draws()
-    rng.set_states(third)
-    assert _same(_draws(), expected)
-
-
-def test_unchanged_states_are_not_encoded_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    encoded = _spy(monkeypatch, rng, '_text')
-    random.random()
-    np.random.seed(1)
-    np.random.rand()
-    first = rng.get_states()
-    assert len(encoded) == 3  # Python's, NumPy's and torch's words
-    encoded.clear()
-    assert rng.get_states() == first
-    assert not encoded
-    torch.rand(1)
-    moved = rng.get_states()
-    assert len(encoded) == 1
-    assert moved['torch'] != first['torch']
-    assert moved['python'] == first['python']
-
-
-class _FixedGenerator:
-    """A stand-in for torch's default generator, with a crafted state."""
-
-    def __init__(self, state: torch.Tensor) -> None:
-        self.state = state
-
-    def get_state(self) -> torch.Tensor:
-        return self.state.clone()
-
-
-@pytest.mark.parametrize('high', [0, 1])
-def test_torch_words_are_halved_only_when_their_high_halves_are_zero(
-    high: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    raw = bytearray(torch.get_rng_state().numpy().tobytes())
-    assert len(raw) == 5056 and raw[28:32] == bytes(4)
-    raw[28] = high  # the high half of the first of the 624 words
-    crafted = torch.frombuffer(raw, dtype=torch.uint8)
-    monkeypatch.setattr(torch, 'default_generator', _FixedGenerator(crafted))
-    answer = rng._torch_state()
-    assert ('halved' in answer) == (high == 0)
-    assert len(answer['words']) == (3416 if high == 0 else 6744)  # base64
-    assert rng._torch_words(_through_a_file(answer)) == bytes(raw)
+    assert np.random.standard_normal() == 0.5
 
 
 def test_a_changed_python_gaussian_alone_is_noticed() -> None:
@@ -209,35 +138,31 @@ def test_a_changed_python_gaussian_alone_is_noticed() -> None:
     assert rng.get_states()['python']['gauss'] == 0.5
 
 
-def test_a_consumed_numpy_gaussian_is_noticed(numpy_reads: list[int]) -> None:
+def test_a_consumed_numpy_gaussian_is_noticed() -> None:
     np.random.seed(3)
     np.random.standard_normal()  # draws two, caches one
     with_cache = rng.get_states()
     assert with_cache['numpy']['has_gauss'] == 1
-    np.random.standard_normal()  # uses the cache: the raw words stay the same
+    np.random.standard_normal()  # uses the cache: the words stay the same
     without = rng.get_states()
-    assert len(numpy_reads) == 2  # read in full: a flag alone may have changed
     assert without['numpy']['has_gauss'] == 0
+    assert without['numpy']['keys'] == with_cache['numpy']['keys']
     expected = np.random.standard_normal(2).tolist()
     rng.set_states(without)
     assert np.random.standard_normal(2).tolist() == expected
 
 
-def test_raw_words_in_an_unknown_layout_are_never_trusted(
-    python_reads: list[int],
-    numpy_reads: list[int],
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize('high', [0, 1])
+def test_torch_words_are_halved_only_when_their_high_halves_are_zero(
+    high: int,
 ) -> None:
-    for raw in (rng._PYTHON_RAW, rng._NUMPY_RAW):  # as if the layout had moved
-        monkeypatch.setattr(raw, 'offset', raw.offset - 4)
-    random.seed(6)
-    np.random.seed(6)
-    for _ in range(2):
-        states = rng.get_states(seed=6)
-        assert 'seeded' not in states['numpy'] and 'seeded' not in states['python']
-    assert (len(python_reads), len(numpy_reads)) == (2, 2)
-    assert rng._NUMPY_RAW.trusted is False
-    assert rng._PYTHON_RAW.trusted is False
+    raw = bytearray(torch.get_rng_state().numpy().tobytes())
+    assert len(raw) == 5056 and raw[28:32] == bytes(4)
+    raw[28] = high  # the high half of the first of the 624 words
+    answer = rng._torch_state(bytes(raw))
+    assert ('halved' in answer) == (high == 0)
+    assert len(answer['words']) == (3416 if high == 0 else 6744)  # base64
+    assert rng._torch_words(_through_a_file(answer)) == bytes(raw)
 
 
 @pytest.mark.parametrize('generator', ['PCG64', 'Philox', 'SFC64'])
@@ -259,12 +184,72 @@ def test_another_global_numpy_generator_is_saved_and_restored(
 
 def test_states_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rng, '_numpy', lambda: None)
+    torch.rand(1)
     states = rng.get_states()
     assert set(states) == {'format', 'python', 'torch'}
     expected = random.random(), torch.rand(2)
     rng.set_states(states)
     assert random.random() == expected[0]
     assert torch.equal(torch.rand(2), expected[1])
+
+
+def test_tensor_bytes_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = torch.get_rng_state()
+    with_numpy = rng._tensor_bytes(state)
+    monkeypatch.setattr(rng, '_numpy', lambda: None)
+    assert rng._tensor_bytes(state) == with_numpy == state.numpy().tobytes()
+
+
+def _third_format(seed: int | None) -> dict[str, Any]:
+    """The current generators' states as the previous version wrote them.
+
+    That version read Python's and NumPy's words from memory, but stored
+    format 3 as this one does: built here independently of ``rng``.
+    """
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    raw = torch.get_rng_state().numpy().tobytes()
+    low = b''.join(raw[k : 24 + 8 * 624 : 8] for k in range(24, 28))
+    states: dict[str, Any] = {
+        'format': 3,
+        'python': {
+            'version': version,
+            'words': _text(struct.pack('<625I', *internal)),
+            'gauss': gauss,
+        },
+        'torch': {
+            'words': _text(raw[:24] + low + raw[24 + 8 * 624 :]),
+            'halved': [24, 24 + 8 * 624],
+        },
+        'numpy': {
+            'name': name,
+            'keys': _text(keys.astype('<u4').tobytes()),
+            'pos': int(pos),
+            'has_gauss': int(has_gauss),
+            'cached_gaussian': float(cached),
+        },
+    }
+    if seed is not None:
+        states['python'] = states['numpy'] = {'seeded': seed}
+    return states
+
+
+@pytest.mark.parametrize('seed', [None, 17])
+def test_states_of_the_third_format_written_before_are_restored(
+    seed: int | None,
+) -> None:
+    if seed is None:
+        random.gauss(0, 1)
+        np.random.standard_normal()
+    else:
+        random.seed(seed)
+        np.random.seed(seed)
+    torch.rand(2)
+    old = _through_a_file(_third_format(seed))
+    assert rng.get_states(seed=seed) == old  # still written the same way
+    expected = _draws()
+    rng.set_states(old)
+    assert _same(_draws(), expected)
 
 
 def test_states_of_the_first_format_are_restored() -> None:

@@ -73,7 +73,7 @@ def test_pyproject_settings_take_effect(project) -> None:
         pass
     assert run.record_path.is_relative_to(proj / 'reg')
     assert run.record_path.is_file()
-    assert not plugins.get_host().manager.has_plugin('drytorch.validators.names')
+    assert not plugins.get_host().has_plugin('drytorch.validators.names')
 
 
 def test_defaults_without_pyproject(tmp_path: pathlib.Path) -> None:
@@ -104,8 +104,8 @@ def test_env_disable_plugins_overrides_pyproject(project, monkeypatch) -> None:
     monkeypatch.setenv('DRYTORCH_DISABLE_PLUGINS', 'drytorch.validators.config')
     plugins.reset_host()
     host = plugins.get_host()
-    assert host.manager.has_plugin('drytorch.validators.names')
-    assert not host.manager.has_plugin('drytorch.validators.config')
+    assert host.has_plugin('drytorch.validators.names')
+    assert not host.has_plugin('drytorch.validators.config')
 
 
 def test_unknown_key_warns(project) -> None:

@@ -220,14 +220,14 @@ def test_hook_times_of_threads_add_up(host: plugins.PluginHost) -> None:
     host.register(Sleeper(0.2), 'sleeper')
     host.reset_tracker_times()
     threads = [
-        threading.Thread(target=host.broadcast, args=('on_metrics', metrics_event()))
+        threading.Thread(target=host.on_metrics, args=(metrics_event(),))
         for _ in range(3)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=10)
-    host.broadcast('on_metrics', metrics_event())
+    host.on_metrics(metrics_event())
     assert host.tracker_times()['sleeper'] >= 0.8
 
 
@@ -252,9 +252,7 @@ def test_blocked_threads_are_reported_each(host: plugins.PluginHost) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         threads = [
-            threading.Thread(
-                target=host.broadcast, args=('on_metrics', metrics_event())
-            )
+            threading.Thread(target=host.on_metrics, args=(metrics_event(),))
             for _ in range(2)
         ]
         for thread in threads:
@@ -270,32 +268,45 @@ def test_blocked_threads_are_reported_each(host: plugins.PluginHost) -> None:
         )
 
 
-class Outer:
-    """Delivers to the gate from inside its own hook, then keeps working."""
-
-    def __init__(self, host: plugins.PluginHost) -> None:
-        self.host = host
+class OnceGate(Gate):
+    """A gate that waits on its first call only."""
 
     @hookimpl
     def on_metrics(self, event: Any) -> None:
-        self.host.deliver('gate', 'on_metrics', event)
+        seconds, self.seconds = self.seconds, 0.0
+        threading.Event().wait(seconds)  # gate line
+
+
+class Outer:
+    """Dispatches again from inside its own hook, then keeps working."""
+
+    def __init__(self, host: plugins.PluginHost) -> None:
+        self.host = host
+        self.inside = False
+
+    @hookimpl
+    def on_metrics(self, event: Any) -> None:
+        if self.inside:
+            return
+        self.inside = True
+        self.host.on_metrics(event)  # nested: the gate blocks in here
         time.sleep(0.5)  # past the limit again, after the gate returned
 
 
 def test_a_call_slow_because_of_a_nested_one_is_not_reported_again(
     host: plugins.PluginHost,
 ) -> None:
-    host.register(Outer(host), 'outer')
-    host.register(Gate(0.8), 'gate')
+    host.register(OnceGate(0.8), 'gate')
+    host.register(Outer(host), 'outer')  # called first: the last registered
     host.slow_tracker_seconds = 0.2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        host.deliver('outer', 'on_metrics', metrics_event())
+        host.on_metrics(metrics_event())
     messages = slow_warnings(caught)
     assert len(messages) == 1, messages
     assert messages[0].startswith("on_metrics of 'gate'")
-    assert 'threading.Event().wait(self.seconds)  # gate line' in messages[0]
-    assert 'self.host.deliver' not in messages[0]  # the gate's part of the stack
+    assert 'threading.Event().wait(seconds)  # gate line' in messages[0]
+    assert 'self.host.on_metrics' not in messages[0]  # the gate's part of the stack
     times = host.tracker_times()
     assert times['gate'] >= 0.8
     assert times['outer'] >= 1.3  # the nested call counts in both

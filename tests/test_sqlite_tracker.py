@@ -73,12 +73,13 @@ def test_metrics_of_a_run_are_rows_of_the_documented_schema(
     host.register(recorder, 'recorder')
     tracker = SQLiteTracker()
     with experiment(tracker).create_run(run_id='r') as run:
-        assert tracker.output_location() == database
+        assert tracker.output_location(run.view) == database
+        assert tracker.database == database
         trainer = validated()
         trainer.train(3)
         Test(trainer.model, loader=DataLoader(kit.regression(8), 4), metric=kit.mse())()
         assert run.summary['outputs']['SQLiteTracker'] == str(database)
-    assert tracker._connection is None  # closed at run stop
+    assert tracker._session is None  # closed at run stop
     tables = {
         name: {column[1] for column in query(database, f'PRAGMA table_info({name})')}
         for (name,) in query(
@@ -129,8 +130,9 @@ def test_one_transaction_per_metrics_event_never_per_batch(
     tracker = SQLiteTracker(database)
     statements: list[str] = []
     with experiment(tracker).create_run(run_id='r'):
-        assert tracker._connection is not None  # opened at run start
-        tracker._connection.set_trace_callback(statements.append)
+        session = tracker._session
+        assert session is not None and session.connection is not None  # at start
+        session.connection.set_trace_callback(statements.append)
         trainer = kit.trainer(n=48, batch_size=4)  # 12 batches an epoch
         trainer.add_validation(DataLoader(kit.regression(8, seed=1), 4))
         trainer.train(3)

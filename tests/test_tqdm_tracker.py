@@ -247,3 +247,34 @@ def test_training_bar_alone_for_the_minimal_mode() -> None:
     assert 'epoch' in output
     assert 'batch' not in output
     assert not tqdm_std.tqdm._instances
+
+
+def test_of_the_built_in_trackers_only_the_bars_are_called_per_batch(
+    host: Any,
+) -> None:
+    from drytorch import Tracker
+    from drytorch.trackers.csv import CSVDumper
+    from drytorch.trackers.logging import BuiltinLogger
+    from drytorch.trackers.sqlite import SQLiteTracker
+    from drytorch.trackers.toml import TomlDumper
+
+    trackers: list[Tracker] = [
+        BuiltinLogger(),
+        TqdmLogger(),
+        TomlDumper(),
+        CSVDumper(),
+        SQLiteTracker(),
+    ]
+    try:
+        from drytorch.trackers.plot import PlotTracker
+
+        trackers.append(PlotTracker())
+    except ImportError:  # matplotlib is optional
+        pass
+    # hook methods only: no catch-all ``notify`` that would take every event
+    assert all(type(t).notify is Tracker.notify for t in trackers)
+    exp = kit.experiment()
+    exp.trackers.remove_all()
+    exp.trackers.subscribe(*trackers)
+    with exp.create_run():
+        assert host.implementers('on_batch_end') == ['tracker:TqdmLogger']

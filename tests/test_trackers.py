@@ -245,14 +245,14 @@ def test_subscribe_and_remove_during_a_run(host: plugins.PluginHost) -> None:
     exp.trackers.subscribe(leaving)
     with exp.create_run('r1'):
         exp.trackers.subscribe(late)
-        assert host.manager.has_plugin('tracker:late')
+        assert host.has_plugin('tracker:late')
         exp.trackers.remove('leaving')
         use_model()
     # a late tracker first sees the run start, then what follows
     assert late.names() == ['on_run_start', 'on_model_register', 'on_run_stop']
     assert late.events[0].run_id == 'r1'
     assert leaving.names() == ['on_run_start']
-    assert not host.manager.has_plugin('tracker:late')  # only while a run is on
+    assert not host.has_plugin('tracker:late')  # only while a run is on
     with exp.create_run('r2'):
         pass
     assert late.names()[-2:] == ['on_run_start', 'on_run_stop']
@@ -436,8 +436,7 @@ def test_only_trackers_that_handle_batches_are_called_per_batch(
     exp.trackers.subscribe(EpochsOnly(), batches, Recorder('all'))
     with exp.create_run():
         kit.trainer(n=48, batch_size=8).train(1)
-        impls = host.manager.hook.on_batch_end.get_hookimpls()
-        assert sorted(i.plugin_name for i in impls) == [
+        assert sorted(host.implementers('on_batch_end')) == [
             'tracker:Batches',
             'tracker:all',
         ]

@@ -58,7 +58,7 @@ def test_generics_type_check_for_users(tmp_path: pathlib.Path) -> None:
         '"user_code.SimpleConfig"',
         '"int"',
         '"user_code.SimpleConfig"',
-        '"drytorch.core.experiment.Run[user_code.SimpleConfig]"',
+        '"drytorch.core.run.Run[user_code.SimpleConfig]"',
         '"torch._tensor.Tensor"',
     ], done.stdout
     errors = [line for line in done.stdout.splitlines() if ': error:' in line]

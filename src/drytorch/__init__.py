@@ -1,7 +1,9 @@
 """DRYTorch: reproducible, documented and reusable PyTorch experiments.
 
 The names below are imported on first use, so ``import drytorch`` stays cheap
-and loads neither torch nor any plugin.
+and loads neither torch nor any plugin. Plugin authors import from here, from
+``drytorch.log_events``, ``drytorch.exceptions`` and ``drytorch.testing``:
+these are the public names that the contract (``docs/hooks.md``) promises.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from drytorch.__about__ import __version__
 from drytorch.hookspecs._markers import hookimpl
 
 if TYPE_CHECKING:
+    from drytorch.core.checkpointing import CheckpointLocation
     from drytorch.core.experiment import Experiment, Run
+    from drytorch.core.run_view import RunView
     from drytorch.core.tracking import (
         Tracker,
         extend_default_trackers,
@@ -26,16 +30,21 @@ if TYPE_CHECKING:
     from drytorch.lib.objectives import Loss, Metric
     from drytorch.lib.runners import Diagnostic, Test, Validation
     from drytorch.lib.train import Trainer
+    from drytorch.trackers.base import Dumper, MetricHistory
 
 __all__ = [
+    'CheckpointLocation',
     'DataLoader',
     'Diagnostic',
+    'Dumper',
     'Experiment',
     'LearningSchema',
     'Loss',
     'Metric',
+    'MetricHistory',
     'Model',
     'Run',
+    'RunView',
     'Test',
     'Tracker',
     'Trainer',
@@ -50,6 +59,10 @@ __all__ = [
 _LAZY = {
     'Experiment': 'drytorch.core.experiment',
     'Run': 'drytorch.core.experiment',
+    'RunView': 'drytorch.core.run_view',
+    'CheckpointLocation': 'drytorch.core.checkpointing',
+    'Dumper': 'drytorch.trackers.base',
+    'MetricHistory': 'drytorch.trackers.base',
     'Tracker': 'drytorch.core.tracking',
     'extend_default_trackers': 'drytorch.core.tracking',
     'init_trackers': 'drytorch.core.tracking',

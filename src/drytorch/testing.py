@@ -20,8 +20,8 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
+from drytorch import hookimpl
 from drytorch.core import plugins, scope, settings, tracking
-from drytorch.hookspecs._markers import hookimpl
 
 __all__ = ['HookRecorder', 'isolated']
 
@@ -75,6 +75,7 @@ class HookRecorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.runs: list[Any] = []  # the RunView of each call, aligned with calls
 
     def names(self) -> list[str]:
         """Return the names of the hooks called so far."""
@@ -86,8 +87,9 @@ class HookRecorder:
 
 
 def _recording(hook_name: str) -> Any:
-    def record(self: HookRecorder, event: Any) -> None:
+    def record(self: HookRecorder, event: Any, run: Any) -> None:
         self.calls.append((hook_name, event))
+        self.runs.append(run)
 
     record.__name__ = record.__qualname__ = hook_name
     record.__doc__ = f'Record the event of ``{hook_name}``.'

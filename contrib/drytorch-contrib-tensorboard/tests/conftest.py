@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib.metadata
 import pathlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from drytorch import testing
-from drytorch.core import plugins
 
 DISTRIBUTION = 'drytorch-contrib-tensorboard'
 
@@ -28,7 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def host(tmp_path: pathlib.Path) -> Iterator[plugins.PluginHost]:
+def host(tmp_path: pathlib.Path) -> Iterator[Any]:
     """A fresh plugin host, registry ``tmp_path/registry``, cwd ``tmp_path/work``.
 
     No default trackers (init mode ``none``): each test subscribes what it needs.

@@ -9,10 +9,10 @@ import pathlib
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
-from drytorch import Experiment
-from drytorch.core import plugins, tracking
+from drytorch import Experiment, testing
 
 import drytorch_contrib_tensorboard
 from drytorch_contrib_tensorboard import TensorBoard
@@ -20,6 +20,7 @@ from drytorch_contrib_tensorboard import TensorBoard
 DISTRIBUTION = 'drytorch-contrib-tensorboard'
 ENTRY_POINT = 'tensorboard'
 ORIGIN = f'{DISTRIBUTION} {drytorch_contrib_tensorboard.__version__}'
+INIT_MODES = ('standard', 'minimal', 'hydra', 'none')
 
 
 def run(args: list[str], cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
@@ -50,7 +51,7 @@ def test_the_entry_point_is_installed() -> None:
     assert found[0].dist.version == drytorch_contrib_tensorboard.__version__
 
 
-def test_the_host_loads_it_from_its_distribution(host: plugins.PluginHost) -> None:
+def test_the_host_loads_it_from_its_distribution(host: Any) -> None:
     infos = {info.name: info for info in host.plugins()}
     assert infos[ENTRY_POINT].origin == ORIGIN
     assert infos[ENTRY_POINT].hooks == ('tracker_types',)
@@ -68,50 +69,46 @@ def test_drytorch_plugins_lists_it(tmp_path: pathlib.Path) -> None:
     }
 
 
-def test_it_offers_the_tracker_by_name(host: plugins.PluginHost) -> None:
-    offered: dict[str, object] = {}
-    for types in host.hook.tracker_types():
-        offered.update(types)
-    assert offered['TensorBoard'] is TensorBoard
+def test_it_offers_the_tracker_by_name(host: Any) -> None:
+    assert host.tracker_types()['TensorBoard'] is TensorBoard
+    assert ENTRY_POINT in host.implementers('tracker_types')
 
 
-@pytest.mark.parametrize('mode', tracking.INIT_MODES)
-def test_installing_it_adds_no_default_tracker(
-    host: plugins.PluginHost, mode: str
-) -> None:
-    defaults = [t for result in host.hook.default_trackers(mode=mode) for t in result]
+@pytest.mark.parametrize('mode', INIT_MODES)
+def test_installing_it_adds_no_default_tracker(host: Any, mode: str) -> None:
+    defaults = host.default_trackers(mode)
     assert not any(isinstance(tracker, TensorBoard) for tracker in defaults)
+    assert ENTRY_POINT not in host.implementers('default_trackers')
 
 
 def test_experiments_do_not_get_it_by_default() -> None:
     assert 'TensorBoard' not in Experiment(None, name='exp').trackers
 
 
-def test_the_trackers_setting_names_it(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    project = tmp_path / 'project'  # settings are read per working directory
-    project.mkdir()
-    (project / 'pyproject.toml').write_text(
+def test_the_trackers_setting_names_it(tmp_path: pathlib.Path) -> None:
+    project = tmp_path / 'project'
+    work = project / 'work'  # settings are read per working directory
+    work.mkdir(parents=True)
+    (work / 'pyproject.toml').write_text(
         '[tool.drytorch]\ninit_mode = "none"\ntrackers = ["TensorBoard"]\n'
     )
-    monkeypatch.chdir(project)
-    tracking.reset_default_trackers()
-    exp = Experiment(None, name='exp')
-    assert exp.trackers.names == ['TensorBoard']
-    assert isinstance(exp.trackers.get('TensorBoard'), TensorBoard)
+    with testing.isolated(project):  # its working directory: project/work
+        exp = Experiment(None, name='exp')
+        assert exp.trackers.names == ['TensorBoard']
+        assert isinstance(exp.trackers.get('TensorBoard'), TensorBoard)
 
 
 def test_loading_the_plugin_imports_no_tensorboard(tmp_path: pathlib.Path) -> None:
     code = (
-        'import json, sys\n'
-        'from drytorch.core import plugins\n'
-        'host = plugins.get_host()\n'
-        'names = sorted(n for types in host.hook.tracker_types() for n in types)\n'
+        'import json, pathlib, sys\n'
+        'from drytorch import testing\n'
+        'with testing.isolated(pathlib.Path(sys.argv[1])) as host:\n'
+        '    names = sorted(host.tracker_types())\n'
         'heavy = sorted(m for m in sys.modules if m.split(".")[0] == "tensorboard"\n'
         '               or m.startswith("torch.utils.tensorboard"))\n'
         'print(json.dumps({"names": names, "heavy": heavy}))\n'
     )
-    result = json.loads(run([sys.executable, '-c', code], tmp_path / 'work').stdout)
+    args = [sys.executable, '-c', code, str(tmp_path / 'child')]
+    result = json.loads(run(args, tmp_path / 'work').stdout)
     assert 'TensorBoard' in result['names']
     assert result['heavy'] == []

@@ -21,9 +21,9 @@ from drytorch import (
     Model,
     Test,
     Trainer,
+    exceptions,
     testing,
 )
-from drytorch.core import exceptions, plugins, snapshot
 from drytorch.lib import schedulers
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
@@ -80,7 +80,7 @@ def a_test(model: Model[Any, Any]) -> Test[Any, Any, Any]:
 
 
 @pytest.fixture
-def recorder(host: plugins.PluginHost) -> testing.HookRecorder:
+def recorder(host: Any) -> testing.HookRecorder:
     recorder = testing.HookRecorder()
     host.register(recorder, 'recorder')
     return recorder
@@ -189,13 +189,13 @@ def test_each_parameter_group_has_its_learning_rate(
 
 def test_the_configuration_is_toml_text(tmp_path: pathlib.Path) -> None:
     config = Config(lr=0.01, hidden=(8, 4, 2), note=None)
-    with experiment(config=config).create_run('r1'):
-        pass
+    with experiment(config=config).create_run('r1') as run:
+        table = run.view.config_table()
     [(step, text)] = texts(run_folder(tmp_path, 'r1'))
     assert step == 0
     assert text.startswith('```toml\n') and text.endswith('```')
     body = text.removeprefix('```toml\n').removesuffix('```')
-    assert tomllib.loads(body) == snapshot.to_toml(config)
+    assert tomllib.loads(body) == table
     assert tomllib.loads(body) == {
         'lr': 0.01,
         'hidden': [8, 4, 2],
@@ -300,7 +300,7 @@ def test_a_failed_run_keeps_what_was_written(tmp_path: pathlib.Path) -> None:
     ):
         trainer().train(2)
         raise RuntimeError('boom')
-    assert tracker._writer is None  # closed at the run's stop
+    assert tracker._session is None  # closed at the run's stop
     found = scalars(run_folder(tmp_path, 'r1'))
     assert [step for step, _ in found['net/Trainer-MSE']] == [1, 2]
 
@@ -309,7 +309,7 @@ def test_the_writer_is_open_during_the_run_only(tmp_path: pathlib.Path) -> None:
     tracker = TensorBoard(flush_secs=1)
     with experiment(tracker).create_run('r1'):
         tracker.writer.add_scalar('custom/value', 1.5, global_step=7)
-    assert tracker._writer is None
+    assert tracker._session is None
     with pytest.raises(exceptions.TrackerError):
         tracker.writer  # noqa: B018
     assert scalars(run_folder(tmp_path, 'r1'))['custom/value'] == [(7, 1.5)]
@@ -320,9 +320,36 @@ def test_flush_secs_must_be_positive() -> None:
         TensorBoard(flush_secs=0)
 
 
-def test_config_text_of_a_plain_value() -> None:
-    assert config_text(None) == '```toml\nvalue = "<None>"\n```'
+def test_config_text_of_a_table() -> None:
+    assert config_text({'value': '<None>'}) == '```toml\nvalue = "<None>"\n```'
     assert config_text({}) == '```toml\n```'
+    assert config_text({'x': None}) == '```json\n{\n  "x": null\n}\n```'
+
+
+def test_drytorch_show_lists_the_folder(tmp_path: pathlib.Path) -> None:
+    with experiment().create_run('r1') as run:
+        pass
+    assert run.summary['outputs']['TensorBoard'] == str(run_folder(tmp_path, 'r1'))
+
+
+def test_only_the_public_names_of_drytorch_are_imported() -> None:
+    import ast
+
+    import drytorch_contrib_tensorboard
+
+    public = {'drytorch', 'drytorch.log_events', 'drytorch.exceptions'}
+    package = pathlib.Path(drytorch_contrib_tensorboard.__file__).parent
+    for path in package.glob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split('.')[0] == 'drytorch':
+                    assert name in public, f'{path.name} imports {name}'
 
 
 def test_epochs_after_a_loaded_checkpoint_are_not_duplicated(

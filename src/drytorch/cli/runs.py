@@ -1,9 +1,10 @@
 """``drytorch runs``, ``show``, ``compare`` and ``plot``: what the registry holds.
 
-Everything is read from the run records; metric histories for plots come
-from the files the CSV or SQLite trackers wrote, found through the output
-locations each record keeps in its ``[summary.outputs]`` table (or their
-default places).
+Everything is read from the run records, and what only plugins know is asked
+through the query hooks with a ``RunView`` of the record: metric histories for
+plots (``load_metrics``: the built-in readers answer from the CSV or SQLite
+files, another plugin from its own store) and output locations beyond those
+the record keeps (``run_outputs``). Nothing here knows a tracker's layout.
 
 These commands read and never write, except ``plot``, which writes only to
 ``--out`` or the working directory. Records are checked before use
@@ -27,6 +28,8 @@ from drytorch.cli import records
 from drytorch.cli.records import check_record as records_check
 from drytorch.cli.tables import print_json, print_table, printable
 from drytorch.core import exceptions, registry, selection, settings
+from drytorch.core.plugins import get_host
+from drytorch.core.run_view import RunView
 from drytorch.core.snapshot import flatten
 
 __all__ = ['compare', 'find_run', 'list_runs', 'load_histories', 'plot', 'show']
@@ -249,66 +252,37 @@ def plot(args: argparse.Namespace) -> int:
 
 
 def load_histories(record: registry.RunRecord) -> dict[str, Any]:
-    """Return ``{model: {source: MetricHistory}}`` from the run's CSV or SQLite files.
+    """Return ``{model: {source: MetricHistory}}`` through the ``load_metrics`` hook.
 
-    The CSV folder is ``csv_metrics/<experiment>/<run id>`` under the
-    experiment's folder, or under the folder that ``[summary.outputs]``
-    names for ``CSVDumper`` when its last three parts are exactly those; an
-    entry that names another folder is ignored with a warning. Files are
-    read where the trackers wrote them, never through symbolic links, and
-    reading SQLite creates no file beside the database.
+    The built-in readers answer from the CSV or SQLite files of the run; an
+    installed plugin that stores metrics answers for its own.
 
     Raises:
-        DryTorchError: neither tracker stored metrics for the run.
-        CorruptRecordError: the record names no absolute ``par_dir``.
+        DryTorchError: no plugin has metrics of the run.
+        CorruptRecordError: the record's names or ``par_dir`` cannot be used.
         UnsafePathError: a metrics file or folder is a symbolic link.
     """
-    places = records.outputs(record)
-    par_dir = records.par_dir(record)
-    csv_root = par_dir
-    csv_place = places.get('CSVDumper')
-    if csv_place is not None:
-        if csv_place.parts[-3:] == ('csv_metrics', record.experiment, record.id):
-            csv_root = csv_place.parents[2]
-        else:
-            warnings.warn(
-                f'Run record {record.path}: summary.outputs.CSVDumper '
-                f'({printable(csv_place)}) is not a CSV folder of this run; it '
-                'was ignored.',
-                registry.RecordWarning,
-                stacklevel=2,
-            )
-    from drytorch.trackers.csv import CSVDumper
-
-    histories: dict[str, Any] = CSVDumper(par_dir=csv_root).load_metrics(
-        record.experiment, record.id
-    )
-    if histories:
-        return histories
-    from drytorch.trackers.sqlite import DEFAULT_NAME, SQLiteTracker
-
-    database = places.get('SQLiteTracker', par_dir / DEFAULT_NAME)
-    histories = SQLiteTracker.read(
-        database, record.experiment, record.id, par_dir=par_dir
-    )
+    histories = get_host().load_metrics(RunView.of_record(record))
     if histories:
         return histories
     raise exceptions.DryTorchError(
-        f'No metrics of run {record.id!r} were stored as CSV or SQLite; subscribe '
-        'CSVDumper or SQLiteTracker (or list them in [tool.drytorch] trackers).'
+        f'No metrics of run {record.id!r} were found: no installed plugin stores '
+        'them. Subscribe CSVDumper or SQLiteTracker (or list them in '
+        '[tool.drytorch] trackers), or install the plugin of the tracker that '
+        'stored them.'
     )
 
 
-def _outputs(record: registry.RunRecord) -> dict[str, pathlib.Path]:
-    places = {'record': record.path}
+def _outputs(record: registry.RunRecord) -> dict[str, pathlib.Path | str]:
+    """Return the record file, the recorded outputs, and what plugins add now."""
+    places: dict[str, pathlib.Path | str] = {'record': record.path}
     places.update(records.outputs(record))
     try:
-        par_dir = records.par_dir(record)
+        run = RunView.of_record(record)
     except exceptions.CorruptRecordError:
         return places  # show the rest of the record all the same
-    checkpoints = par_dir / 'checkpoints' / record.experiment / record.id
-    if checkpoints.is_dir():
-        places['checkpoints'] = checkpoints
+    for label, place in get_host().run_outputs(run).items():
+        places.setdefault(label, printable(place))
     return places
 
 

@@ -1,11 +1,13 @@
 """``drytorch verify RUN``: check the checkpoints and environment of a run.
 
-A checkpoint passes when its file exists, its SHA-256 matches the one recorded
-when it was saved, and it loads with ``torch.load(weights_only=True)``. Only
-files that the storage backend lists for the run are read: an entry of the
-record's ``[summary.checkpoints]`` (which anyone may edit) whose model name is
-unsafe, whose position the backend does not list, or whose path is not the
-backend's file for that position is reported, never hashed or loaded.
+A checkpoint passes when the storage backend lists its position, the SHA-256
+that the backend gives now (``checkpoint_digest``) equals the one recorded
+when it was saved, and it loads through the backend (``load_checkpoint``).
+Everything goes through the storage hooks, so the checkpoints of any backend
+are verified, and no path written in the record is ever opened: an entry of
+``[summary.checkpoints]`` (which anyone may edit) only names a model and a
+position, and one whose model name is unsafe, whose position the backend
+does not list, or that repeats a position already checked is reported.
 
 The environment passes when the versions, the installed packages and the git
 state recorded for the run equal the current ones. The git state is read in
@@ -17,17 +19,14 @@ difference is listed and the command exits with status 1.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from drytorch.cli import records
 from drytorch.cli.runs import find_run
-from drytorch.cli.tables import print_json, print_table
+from drytorch.cli.tables import print_json, print_table, printable
 from drytorch.core import checkpointing, environment, exceptions, registry
 from drytorch.core.checkpointing import CheckpointLocation, Position
-from drytorch.core.plugins import get_host
+from drytorch.core.run_view import RunView
 from drytorch.core.snapshot import flatten
 from drytorch.validators.names import check_name
 
@@ -42,7 +41,6 @@ ENVIRONMENT_KEYS = (
     'git.commit',
     'git.dirty',
 )
-_LOCAL_BACKEND = 'drytorch.storage.local'
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -80,24 +78,25 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def check_checkpoints(record: registry.RunRecord) -> list[dict[str, str]]:
-    """Check each checkpoint recorded in the run's summary, against the backend.
+    """Check each checkpoint recorded in the run's summary, through the backend.
 
     Raises:
-        CorruptRecordError: checkpoints are recorded but ``par_dir`` is not an
-            absolute folder.
+        CorruptRecordError: checkpoints are recorded but the record's names or
+            ``par_dir`` cannot be used.
     """
     summary = record.data.get('summary', {})
     saved = summary.get('checkpoints', {}) if isinstance(summary, Mapping) else {}
     if not isinstance(saved, Mapping) or not saved:
         return []
-    par_dir = records.par_dir(record)
+    run = RunView.of_record(record)
     listed: dict[str, list[Position] | str] = {}  # by model: positions, or why not
+    seen: set[tuple[str, Position]] = set()
     results = []
     for name, entry in sorted(saved.items(), key=lambda item: _order(item[1])):
         recorded = entry.get('path') if isinstance(entry, Mapping) else None
-        path, status = _check_entry(record, par_dir, str(name), entry, listed)
+        status = _check_entry(run, str(name), entry, listed, seen)
         results.append(
-            {'name': str(name), 'path': str(path or recorded or '-'), 'status': status}
+            {'name': str(name), 'path': printable(recorded or '-'), 'status': status}
         )
     return results
 
@@ -134,43 +133,48 @@ def _current(recorded: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_entry(
-    record: registry.RunRecord,
-    par_dir: pathlib.Path,
+    run: RunView,
     name: str,
     entry: Any,
     listed: dict[str, list[Position] | str],
-) -> tuple[pathlib.Path | None, str]:
-    """Return the file checked and the status of one ``[summary.checkpoints]`` entry.
-
-    Nothing is read before the entry is known to be the backend's file.
-    """
-    model, _, file_name = name.partition('/')
+    seen: set[tuple[str, Position]],
+) -> str:
+    """Return the status of one ``[summary.checkpoints]`` entry."""
+    model = name.partition('/')[0]
     try:
         check_name(model, 'model')
     except exceptions.InvalidNameError:
-        return None, 'invalid model name'
+        return 'invalid model name'
     position = _position(entry)
-    recorded = entry.get('path') if isinstance(entry, Mapping) else None
-    if position is None or not file_name or not isinstance(recorded, str):
-        return None, 'invalid entry'
-    location = CheckpointLocation(par_dir, record.experiment, record.id, model)
+    if position is None:
+        return 'invalid entry'
+    if (model, position) in seen:
+        return f'repeats {checkpointing.describe_position(*position)}'
+    seen.add((model, position))
+    location = CheckpointLocation(run.par_dir, run.experiment, run.id, model)
     if model not in listed:
         listed[model] = _listed(location)
     positions = listed[model]
     if isinstance(positions, str):
-        return None, positions
+        return positions
     if position not in positions:
-        return None, 'missing'
-    expected = _backend_file(location, position)
-    if expected is None:
-        return None, 'not checked: the storage backend names no file'
-    if pathlib.Path(recorded) != expected or expected.name != file_name:
-        return None, "not the backend's file"
-    if expected.is_symlink():
-        return expected, 'symbolic link, not read'
-    if not expected.is_file():
-        return expected, 'missing'
-    return expected, _check(expected, entry)
+        return 'missing'
+    expected = entry.get('sha256')
+    if not isinstance(expected, str):
+        return 'no digest recorded'
+    try:
+        digest = checkpointing.digest_of(location, *position)
+    except exceptions.CheckpointError as err:
+        return f'not read: {_cause(err)}'
+    if digest is None:
+        return 'not checked: the storage backend gives no digest'
+    if digest != expected:
+        return 'hash differs'
+    try:
+        checkpointing.load(location, *position)
+    except Exception as err:
+        return f'does not load: {type(_cause_error(err)).__name__}'
+    return 'ok'
 
 
 def _listed(location: CheckpointLocation) -> list[Position] | str:
@@ -180,34 +184,12 @@ def _listed(location: CheckpointLocation) -> list[Position] | str:
         return f'backend failed: {type(err).__name__}'
 
 
-def _backend_file(
-    location: CheckpointLocation, position: Position
-) -> pathlib.Path | None:
-    """Return the file the built-in backend keeps at ``position``, if it answers.
-
-    The backend hooks name positions, not files; only the built-in backend's
-    layout is known, and it answers only when no other backend is installed.
-    """
-    impls = get_host().hook.list_checkpoints.get_hookimpls()
-    if not impls or any(impl.plugin_name != _LOCAL_BACKEND for impl in impls):
-        return None
-    from drytorch.storage import local
-
-    return local.path(location, *position)
+def _cause_error(err: BaseException) -> BaseException:
+    return err.__cause__ if err.__cause__ is not None else err
 
 
-def _check(path: pathlib.Path, entry: Mapping[str, Any]) -> str:
-    with path.open('rb') as file:
-        digest = hashlib.file_digest(file, 'sha256').hexdigest()
-    if digest != entry.get('sha256'):
-        return 'hash differs'
-    import torch
-
-    try:
-        torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:
-        return f'does not load: {type(err).__name__}'
-    return 'ok'
+def _cause(err: BaseException) -> str:
+    return printable(str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
 def _position(entry: Any) -> Position | None:

@@ -10,20 +10,20 @@ were completed and ``batch`` batches of the next one were trained. ``batch``
 is 0 at an epoch boundary. Positions compare as tuples, and "latest" is the
 highest position, never the newest file.
 
-The active run's record lists every checkpoint file it saved, with its
-SHA-256, for ``drytorch verify``. The core keeps that list as the files
-change, in an order that never lets the record name a file that is gone: a
-save is recorded once the file is in place, a deletion before the file is
-removed. A process killed in between leaves at most one file unlisted.
+The active run's record lists every checkpoint it saved, with the SHA-256
+that the backend's ``checkpoint_digest`` gives, for ``drytorch verify``. The
+core keeps that list (``drytorch.core.summary``) as checkpoints change, in an
+order that never lets the record name one that is gone: a save is recorded
+once stored, a deletion before the backend deletes. A process killed in
+between leaves at most one checkpoint unlisted.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import pathlib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from drytorch.core import exceptions, scope
 from drytorch.core.plugins import get_host
@@ -32,13 +32,17 @@ __all__ = [
     'LATEST',
     'CheckpointLocation',
     'Position',
+    'Stored',
     'delete',
     'describe_position',
+    'digest_of',
     'latest',
     'list_epochs',
     'list_positions',
     'load',
     'save',
+    'store',
+    'where',
 ]
 
 LATEST = -1
@@ -75,21 +79,26 @@ def describe_position(epoch: int, batch: int) -> str:
     return f'epoch {epoch}' if batch == 0 else f'epoch {epoch}, batch {batch}'
 
 
+class Stored(NamedTuple):
+    """Where a checkpoint was stored (for people), and its SHA-256 if known."""
+
+    where: str
+    digest: str | None
+
+
 def _require_batch_support(hook_name: str, location: CheckpointLocation) -> None:
     """Refuse a mid-epoch position if a backend would ignore ``batch``.
 
     A backend written before positions had a batch would store a mid-epoch
     checkpoint as the epoch's own and overwrite it.
     """
-    caller = getattr(get_host().hook, hook_name)
-    for impl in caller.get_hookimpls():
-        if 'batch' not in impl.argnames:
-            raise exceptions.CheckpointError(
-                f'The storage backend {impl.plugin_name!r} does not support '
-                f'checkpoints inside an epoch ({hook_name} takes no batch '
-                f'argument), so {location} cannot be checkpointed there: '
-                'checkpoint at epoch ends only, or update the backend.'
-            )
+    for name in get_host().lacking_argument(hook_name, 'batch'):
+        raise exceptions.CheckpointError(
+            f'The storage backend {name!r} does not support '
+            f'checkpoints inside an epoch ({hook_name} takes no batch '
+            f'argument), so {location} cannot be checkpointed there: '
+            'checkpoint at epoch ends only, or update the backend.'
+        )
 
 
 def save(
@@ -104,12 +113,25 @@ def save(
         CheckpointError: no storage backend took the checkpoint, or saving
             failed (earlier checkpoints are left as they were).
     """
+    return store(location, epoch, state, batch).where
+
+
+def store(
+    location: CheckpointLocation,
+    epoch: int,
+    state: Mapping[str, Any],
+    batch: int = 0,
+) -> Stored:
+    """Save like ``save``; return where, and the digest the backend gives.
+
+    Raises:
+        CheckpointError: as ``save``.
+    """
+    host = get_host()
     if batch:
         _require_batch_support('save_checkpoint', location)
     try:
-        where = get_host().hook.save_checkpoint(
-            location=location, epoch=epoch, batch=batch, state=state
-        )
+        where = host.save_checkpoint(location, epoch, batch, state)
     except exceptions.CheckpointError:
         raise
     except Exception as err:
@@ -123,8 +145,45 @@ def save(
             f'No storage backend saved the checkpoint of {location}: is '
             'drytorch.storage.local disabled with no other backend installed?'
         )
-    _record_saved(location, epoch, batch, pathlib.Path(str(where)))
-    return str(where)
+    digest = digest_of(location, epoch, batch)
+    run = _run_of(location)
+    if run is not None:
+        run.keeper.record_checkpoint(location.model_name, epoch, batch, where, digest)
+    return Stored(where, digest)
+
+
+def digest_of(location: CheckpointLocation, epoch: int, batch: int = 0) -> str | None:
+    """Return the backend's SHA-256 of the checkpoint at ``(epoch, batch)``.
+
+    Raises:
+        CheckpointError: the backend failed to read it.
+    """
+    try:
+        return get_host().checkpoint_digest(location, epoch, batch)
+    except exceptions.CheckpointError:
+        raise
+    except Exception as err:
+        raise exceptions.CheckpointError(
+            f'Hashing the checkpoint of {location} at '
+            f'{describe_position(epoch, batch)} failed: {type(err).__name__}: {err}.'
+        ) from err
+
+
+def where(location: CheckpointLocation, epoch: int, batch: int = 0) -> str:
+    """Return where the checkpoint at ``(epoch, batch)`` was stored, for people.
+
+    The location its save returned, as the active run's record lists it;
+    else a description of the location and position.
+    """
+    run = _run_of(location)
+    if run is not None:
+        for key, entry in run.summary.get('checkpoints', {}).items():
+            if key.startswith(f'{location.model_name}/') and (
+                entry.get('epoch'),
+                entry.get('batch', 0),
+            ) == (epoch, batch):
+                return str(entry.get('path', key))
+    return f'{location} at {describe_position(epoch, batch)}'
 
 
 def _run_of(location: CheckpointLocation) -> Any:
@@ -138,40 +197,6 @@ def _run_of(location: CheckpointLocation) -> Any:
     return run
 
 
-def _record_saved(
-    location: CheckpointLocation, epoch: int, batch: int, path: pathlib.Path
-) -> None:
-    """List a saved checkpoint file and its hash in the run's record, now."""
-    run = _run_of(location)
-    if run is None or not path.is_file():  # a remote backend: nothing to hash
-        return
-    with path.open('rb') as file:
-        digest = hashlib.file_digest(file, 'sha256')
-    run.summary.setdefault('checkpoints', {})[f'{location.model_name}/{path.name}'] = {
-        'path': str(path),
-        'epoch': epoch,
-        'batch': batch,
-        'sha256': digest.hexdigest(),
-    }
-    run.save_summary()
-
-
-def _record_deleting(location: CheckpointLocation, epoch: int, batch: int) -> None:
-    """Take a checkpoint out of the run's record before its file goes."""
-    run = _run_of(location)
-    if run is None:
-        return
-    prefix = f'{location.model_name}/'
-    gone = [
-        ('checkpoints', key)
-        for key, entry in run.summary.get('checkpoints', {}).items()
-        if key.startswith(prefix)
-        and (entry.get('epoch'), entry.get('batch', 0)) == (epoch, batch)
-    ]
-    if gone:
-        run.save_summary(remove=gone)
-
-
 def _positions(found: Iterable[Any] | None) -> list[Position]:
     # A plain int is an epoch boundary (backends of the first contract).
     positions = {
@@ -183,7 +208,7 @@ def _positions(found: Iterable[Any] | None) -> list[Position]:
 
 def list_positions(location: CheckpointLocation) -> list[Position]:
     """Return the saved positions ``(epoch, batch)`` of ``location``, oldest first."""
-    return _positions(get_host().hook.list_checkpoints(location=location))
+    return _positions(get_host().list_checkpoints(location))
 
 
 def list_epochs(location: CheckpointLocation) -> list[int]:
@@ -215,7 +240,7 @@ def load(
         epoch, batch = found
     if batch:
         _require_batch_support('load_checkpoint', location)
-    state = get_host().hook.load_checkpoint(location=location, epoch=epoch, batch=batch)
+    state = get_host().load_checkpoint(location, epoch, batch)
     if state is None:
         saved = ', '.join(
             f'{e}' if b == 0 else f'{e} (batch {b})'
@@ -225,7 +250,7 @@ def load(
             f'No checkpoint of {location} at {describe_position(epoch, batch)}; '
             f'saved epochs: [{saved}]' + ('.' if saved else ' (none).')
         )
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def delete(location: CheckpointLocation, epoch: int, batch: int = 0) -> bool:
@@ -234,11 +259,11 @@ def delete(location: CheckpointLocation, epoch: int, batch: int = 0) -> bool:
     Raises:
         CheckpointError: the backend failed to delete it.
     """
-    _record_deleting(location, epoch, batch)
+    run = _run_of(location)
+    if run is not None:
+        run.keeper.forget_checkpoint(location.model_name, epoch, batch)
     try:
-        deleted = get_host().hook.delete_checkpoint(
-            location=location, epoch=epoch, batch=batch
-        )
+        deleted = get_host().delete_checkpoint(location, epoch, batch)
     except exceptions.CheckpointError:
         raise
     except Exception as err:

@@ -24,6 +24,8 @@ __all__ = [
     'NoActiveExperimentError',
     'ObjectiveError',
     'PluginError',
+    'PluginQueryWarning',
+    'PluginStateError',
     'RegistryError',
     'RunAlreadyActiveError',
     'RunAlreadyExistsError',
@@ -180,6 +182,14 @@ class SettingsError(DryTorchError):
 
 class PluginError(DryTorchError):
     """A plugin could not be loaded or does not follow the hook contract."""
+
+
+class PluginQueryWarning(DryTorchWarning):
+    """A plugin raised while answering a query; its answer was skipped."""
+
+
+class PluginStateError(DryTorchError):
+    """A plugin's state cannot be saved: not TOML data, or the run is not live."""
 
 
 class TrackerError(DryTorchError):

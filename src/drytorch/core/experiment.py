@@ -8,25 +8,18 @@ recorded runs. A ``Run`` is one execution of it, recorded in the registry.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import hashlib
 import os
 import pathlib
 import re
-import sys
-import time
 import warnings
-import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Generic, TypeVar
 
 from drytorch.core import (
     environment,
     exceptions,
-    files,
-    log_events,
     registry,
     scope,
     seeding,
@@ -34,11 +27,12 @@ from drytorch.core import (
     settings,
     snapshot,
     tracking,
-    watchdog,
 )
 from drytorch.core.plugins import get_host
+from drytorch.core.run import Run, _qualname, _write_beside
 
 __all__ = ['Experiment', 'Run', 'experiment_key']
+
 
 ConfigT = TypeVar('ConfigT')
 RECORD_VERSION = 1
@@ -83,14 +77,14 @@ class Experiment(Generic[ConfigT]):
         config_settings = settings.get_settings()
         host = get_host()
         self.name = name or type(self).__name__
-        host.hook.validate_name(name=self.name, kind='experiment')
-        host.hook.validate_config(config=config)
+        host.validate_name(name=self.name, kind='experiment')
+        host.validate_config(config=config)
         self._config = config
         self.tags = tuple(tags) if not isinstance(tags, str) else (tags,)
         if not all(isinstance(tag, str) for tag in self.tags):
             raise TypeError(f'Experiment tags must be strings, got {self.tags!r}.')
         for tag in self.tags:
-            host.hook.validate_name(name=tag, kind='tag')
+            host.validate_name(name=tag, kind='tag')
         base = par_dir if par_dir is not None else config_settings.par_dir
         self.par_dir = pathlib.Path(base).expanduser().resolve()
         self.key = experiment_key(self.name, self.par_dir)
@@ -112,7 +106,7 @@ class Experiment(Generic[ConfigT]):
             AccessOutsideScopeError: the active run belongs to an experiment
                 that is not an instance of this class.
         """
-        result = get_host().hook.get_config(experiment_class=cls)
+        result = get_host().get_config(experiment_class=cls)
         if result is None and scope.active_run() is None:
             raise exceptions.NoActiveExperimentError(f'{cls.__name__}.get_config()')
         return result  # type: ignore[no-any-return]
@@ -159,7 +153,7 @@ class Experiment(Generic[ConfigT]):
             TypeError, ValueError: ``seed`` is not an integer in range.
         """
         if run_id is not None:
-            get_host().hook.validate_name(name=run_id, kind='run')
+            get_host().validate_name(name=run_id, kind='run')
         if seed is not None:
             seed = seeding.check_seed(seed)
         if deterministic is not None and not isinstance(deterministic, bool):
@@ -260,14 +254,17 @@ class Experiment(Generic[ConfigT]):
             },
         )
         config_settings = settings.get_settings()
-        if seed is not None:
-            seed_source = 'argument'
-        elif config_settings.seed is not None:
-            seed, seed_source = config_settings.seed, 'setting'
-        else:
-            seed, seed_source = seeding.draw_seed(), 'drawn'
-        if deterministic is None:
-            deterministic = bool(config_settings.deterministic)
+        chosen = seeding.resolve(
+            seed,
+            deterministic,
+            setting_seed=config_settings.seed,
+            setting_deterministic=config_settings.deterministic,
+        )
+        seed, seed_source, deterministic = (
+            chosen.seed,
+            chosen.source,
+            chosen.deterministic,
+        )
         if deterministic:  # before the accelerator lookup may initialise CUDA
             seeding.set_cublas_config()
         env = environment.capture_all()
@@ -337,40 +334,25 @@ class Experiment(Generic[ConfigT]):
             registry.this_host()
         ):
             raise exceptions.RunInUseError(record.id, registry.holder(record))
-        recorded_seed = record.data.get('seed')
         config_settings = settings.get_settings()
-        if recorded_seed is None:  # recorded before runs had seeds
-            recorded_seed = seed
-            if recorded_seed is None:
-                recorded_seed = config_settings.seed
-            if recorded_seed is None:
-                recorded_seed = seeding.draw_seed()
-        elif isinstance(recorded_seed, bool) or not isinstance(recorded_seed, int):
-            raise exceptions.CorruptRecordError(
-                record.path, f'field seed has type {type(recorded_seed).__name__}'
-            )
-        elif seed is not None and seed != recorded_seed:
-            raise exceptions.SeedMismatchError(record.id, recorded_seed, seed)
-        elif config_settings.seed is not None and config_settings.seed != recorded_seed:
-            warnings.warn(
-                f'The seed setting ({config_settings.seed}) differs from the seed '
-                f'run {record.id!r} was created with: it keeps {recorded_seed}.',
-                exceptions.DryTorchWarning,
-                stacklevel=3,
-            )
-        if deterministic is None:
-            deterministic = config_settings.deterministic
-        if deterministic is None:
-            deterministic = record.data.get('deterministic') is True
-        if deterministic:
+        chosen = seeding.resolve(
+            seed,
+            deterministic,
+            setting_seed=config_settings.seed,
+            setting_deterministic=config_settings.deterministic,
+            recorded=record.data,
+            run_id=record.id,
+            record_path=record.path,
+        )
+        if chosen.deterministic:
             seeding.set_cublas_config()
         run = Run(
             self,
             record.id,
             dict(record.data),
             recorded=True,
-            seed=recorded_seed,
-            deterministic=deterministic,
+            seed=chosen.seed,
+            deterministic=chosen.deterministic,
         )
         run._claim()
         self._runs[record.id] = run
@@ -419,371 +401,6 @@ class Experiment(Generic[ConfigT]):
         self._runs.pop(run_id, None)
 
 
-class Run(Generic[ConfigT]):
-    """One execution of an experiment, recorded in the run registry.
-
-    Use it as a context manager, or call ``start()`` and ``stop()``. A run left
-    running is stopped at interpreter exit by a weak-reference finaliser (its
-    record notes it); do not rely on that for correct records.
-
-    Attributes:
-        experiment: the experiment it executes.
-        id: its id, unique within the experiment.
-        summary: plain data that plugins keep about the run (the last
-            metrics, for instance), the record's ``[summary]`` table. While
-            the run is active, what plugins put there is merged into the
-            record at every write (``save_summary()`` writes at once); when
-            the run starts it is read afresh from the record, so a ``Run``
-            object kept across another process's session never writes old
-            values back. Trackers whose hook calls took a noticeable share
-            of a session (``drytorch.core.watchdog``) are listed with their
-            seconds under ``tracker_seconds``.
-        model_names: the names of the models registered in the current
-            session; a resumed session starts empty, so a model keeps its
-            name (and finds its checkpoints) however often the run resumes.
-    """
-
-    def __init__(
-        self,
-        experiment: Experiment[ConfigT],
-        run_id: str,
-        record: dict[str, Any],
-        *,
-        recorded: bool,
-        seed: int,
-        deterministic: bool,
-    ) -> None:
-        self.experiment = experiment
-        self.id = run_id
-        self.model_names: set[str] = set()
-        self.summary: dict[str, Any] = dict(record.get('summary', {}))
-        self.start_event: log_events.RunStartEvent | None = None
-        self._record = record
-        self._recorded = recorded
-        self._lock = experiment.registry.lock(experiment.key, run_id)
-        self._finalizer: weakref.finalize[Any, Any] | None = None
-        self._last_error_at_start: object = None
-        self._seed = seed
-        self._deterministic = deterministic
-        self._deterministic_state: seeding.DeterministicState | None = None
-        self._session: tuple[int, Any] | None = None
-        self._started_clock = time.perf_counter()
-        self._written_at = -float('inf')  # time.monotonic() of the last write
-
-    @property
-    def seed(self) -> int:
-        """The run's seed: every start and resume seeds the generators with it."""
-        return self._seed
-
-    @property
-    def deterministic(self) -> bool:
-        """Whether torch runs in deterministic mode while the run is active."""
-        return self._deterministic
-
-    @property
-    def status(self) -> log_events.RunStatus:
-        """The run's status as last read or written by this process."""
-        status: log_events.RunStatus = self._record['status']
-        return status
-
-    @property
-    def record_path(self) -> pathlib.Path:
-        """The run's record file."""
-        return self.experiment.registry.record_path(self.experiment.key, self.id)
-
-    @property
-    def packages_path(self) -> pathlib.Path:
-        """The file listing the installed packages, beside the record."""
-        record = self.record_path
-        return record.with_name(f'{record.stem}.packages.txt')
-
-    @property
-    def diff_path(self) -> pathlib.Path:
-        """The file with the uncommitted changes of the code, beside the record.
-
-        It exists only if the code's git work tree was dirty at creation.
-        """
-        record = self.record_path
-        return record.with_name(f'{record.stem}.diff')
-
-    @property
-    def is_active(self) -> bool:
-        """Whether this is the active run of the process."""
-        return scope.active_run() is self
-
-    def start(self) -> Self:
-        """Start (or resume) the run and make it the active one.
-
-        Raises:
-            RunAlreadyActiveError: a run is already active in this process.
-            RunInUseError: another process runs it.
-        """
-        active = scope.active_run()
-        if active is not None:
-            raise exceptions.RunAlreadyActiveError(repr(active), repr(self))
-        exp = self.experiment
-        self._claim()
-        host = get_host()
-        started = registry.now()
-        installed = environment.packages()
-        previous: list[str | None] = []
-
-        def begin(data: dict[str, Any]) -> None:
-            recorded_seed = data.get('seed')
-            if isinstance(recorded_seed, int) and not isinstance(recorded_seed, bool):
-                self._seed = recorded_seed  # the record wins a race
-            previous.append(_last_packages_hash(data))
-            session = {
-                'started_at': started,
-                'pid': os.getpid(),
-                'host': registry.this_host(),
-                'seed': self._seed,
-                'deterministic': self._deterministic,
-                'packages_hash': installed.hash,
-            }
-            data.update(
-                seed=self._seed,
-                deterministic=self._deterministic,
-                status='running',
-                started_at=started,
-                pid=os.getpid(),
-                host=registry.this_host(),
-                sessions=[*data.get('sessions', []), session],
-            )
-            data.pop('error', None)
-
-        try:
-            scope.enter(self)
-            exp.trackers.activate(host)
-            self.model_names = set()
-            self._write(begin, merge=False)
-            self._session = (os.getpid(), started)
-            if previous[-1] != installed.hash or not self.packages_path.exists():
-                _write_beside(self.packages_path, installed.text.encode())
-        except BaseException:
-            exp.trackers.deactivate()
-            scope.exit(self)
-            self._lock.release(self)
-            raise
-        resumed = self._recorded
-        self._recorded = True
-        self._last_error_at_start = getattr(sys, 'last_value', None)
-        self._finalizer = weakref.finalize(self, _stop_at_exit, weakref.ref(self))
-        event = log_events.RunStartEvent(
-            experiment_name=exp.name,
-            experiment_class=type(exp).__name__,
-            run_id=self.id,
-            resumed=resumed,
-            config=exp.config,
-            par_dir=exp.par_dir,
-            tags=exp.tags,
-            record_path=self.record_path,
-            timestamp=started,
-        )
-        self.start_event = event
-        host.reset_tracker_times()
-        self._started_clock = time.perf_counter()
-        host.broadcast('on_run_start', event)
-        # After the trackers: the user's code draws the same numbers whatever
-        # the trackers did.
-        if self._deterministic:
-            self._deterministic_state = seeding.enable_deterministic()
-        seeding.seed_everything(self._seed)
-        self.save_summary()  # where trackers write, known even if the run crashes
-        return self
-
-    def save_summary(
-        self,
-        *,
-        remove: Iterable[tuple[str, ...]] = (),
-        sync: bool = True,
-        unless_written_within: float = 0.0,
-    ) -> None:
-        """Write ``summary`` into the record now, merged with what is on disk.
-
-        Plugins call it when what the record says must hold even if the
-        process dies next: a checkpoint saved or deleted, the last metrics.
-        Nothing is written unless the run is active.
-
-        Args:
-            remove: paths of summary entries to delete, such as
-                ``('checkpoints', 'model/epoch_3.pt')``; merging alone never
-                deletes.
-            sync: ``fsync`` the record (False: it survives a crash of the
-                process, not a power loss).
-            unless_written_within: skip the write if the record was written
-                less than this many seconds ago; the change then goes with
-                the next write (a checkpoint, the stop). For frequent,
-                replaceable data such as metrics.
-        """
-        if not self.is_active:
-            return
-        if (
-            unless_written_within > 0
-            and time.monotonic() - self._written_at < unless_written_within
-        ):
-            return
-        removals = [tuple(path) for path in remove]
-        for path in removals:
-            _remove_entry(self.summary, path)
-        if removals or self.summary != self._record.get('summary', {}):
-            self._write(None, merge=True, remove=removals, sync=sync)
-
-    def _write(
-        self,
-        change: Callable[[dict[str, Any]], None] | None,
-        *,
-        merge: bool,
-        remove: Iterable[tuple[str, ...]] = (),
-        sync: bool = True,
-    ) -> None:
-        """Read, change and write the record under its lock; refresh this copy.
-
-        With ``merge``, the in-memory summary is merged into the recorded one
-        (recorded entries it does not have are kept); without, the recorded
-        summary replaces the in-memory one.
-        """
-        exp = self.experiment
-        mine = copy.deepcopy(self.summary) if merge else {}
-
-        def apply(data: dict[str, Any]) -> None:
-            if change is not None:
-                change(data)
-            recorded = data.get('summary')
-            merged = copy.deepcopy(recorded) if isinstance(recorded, dict) else {}
-            _merge(merged, mine)
-            for path in remove:
-                _remove_entry(merged, path)
-            if merged:
-                data['summary'] = merged
-            else:
-                data.pop('summary', None)
-
-        record = exp.registry.update(exp.key, self.id, apply, sync=sync)
-        self._written_at = time.monotonic()
-        self._record = dict(record.data)
-        self.summary.clear()
-        self.summary.update(copy.deepcopy(self._record.get('summary', {})))
-
-    def _claim(self) -> None:
-        """Hold the run for this process, or raise ``RunInUseError``."""
-        if not self._lock.claim(self):
-            exp = self.experiment
-            try:
-                holder = registry.holder(exp.registry.read(exp.key, self.id))
-            except (FileNotFoundError, exceptions.CorruptRecordError):
-                holder = 'another process'
-            raise exceptions.RunInUseError(self.id, holder)
-
-    def stop(self, error: BaseException | None = None, *, reason: str = '') -> None:
-        """Stop the run and finalise its record; do nothing if it is not active.
-
-        Args:
-            error: the exception that ended the run; the run is then ``failed``.
-            reason: why the run stopped, when not by the user's code.
-        """
-        if not self.is_active:
-            return
-        exp = self.experiment
-        stopped = registry.now()
-        status: log_events.RunStatus = 'failed' if error is not None else 'completed'
-        message = f'{type(error).__name__}: {error}' if error is not None else None
-
-        def end(data: dict[str, Any]) -> None:
-            data.update(status=status, stopped_at=stopped)
-            if message is not None:
-                data['error'] = message
-            for session in reversed(data.get('sessions', [])):
-                if (session.get('pid'), session.get('started_at')) == self._session:
-                    session.update(status=status, stopped_at=stopped)
-                    if reason:
-                        session['stop_reason'] = reason
-                    break
-
-        host = get_host()
-        try:
-            host.broadcast(
-                'on_run_stop',
-                log_events.RunStopEvent(exp.name, self.id, status, message, stopped),
-            )
-        finally:
-            slow = watchdog.noticeable_tracker_times(
-                host.tracker_times(), time.perf_counter() - self._started_clock
-            )
-            if slow:  # this session's; earlier sessions' stay in the record
-                self.summary['tracker_seconds'] = {
-                    name: round(seconds, 3) for name, seconds in slow.items()
-                }
-            exp.trackers.deactivate()
-            if self._deterministic_state is not None:
-                seeding.restore_deterministic(self._deterministic_state)
-                self._deterministic_state = None
-            if self._finalizer is not None:
-                self._finalizer.detach()
-            try:
-                self._write(end, merge=True)
-            finally:
-                scope.exit(self)
-                self._lock.release(self)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> Literal[False]:
-        self.stop(exc)
-        return False
-
-    def __repr__(self) -> str:
-        return f'Run {self.id!r} of experiment {self.experiment.name!r}'
-
-
-def _stop_at_exit(ref: weakref.ref[Run[Any]]) -> None:
-    """Stop a run still active at interpreter exit (or when it is collected)."""
-    run = ref()
-    if run is not None:
-        error = getattr(sys, 'last_value', None)  # set by an uncaught exception
-        if error is run._last_error_at_start or not isinstance(error, BaseException):
-            error = None
-        run.stop(error, reason='stopped at interpreter exit: run.stop() not called')
-
-
-def _last_packages_hash(data: Mapping[str, Any]) -> str | None:
-    """Return the packages hash of the record's last session (or its creation)."""
-    sessions = data.get('sessions') or []
-    last = sessions[-1] if sessions and isinstance(sessions[-1], dict) else {}
-    env = data.get('environment')
-    found = last.get('packages_hash') or (
-        env.get('packages_hash') if isinstance(env, dict) else None
-    )
-    return found if isinstance(found, str) else None
-
-
-def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
-    """Merge ``update`` into ``into``: tables recursively, other values replaced."""
-    for key, value in update.items():
-        current = into.get(key)
-        if isinstance(value, Mapping) and isinstance(current, dict):
-            _merge(current, value)
-        else:
-            into[key] = copy.deepcopy(value)
-
-
-def _remove_entry(data: dict[str, Any], path: tuple[str, ...]) -> None:
-    """Delete ``data[path[0]]...[path[-1]]`` if present."""
-    for key in path[:-1]:
-        child = data.get(key)
-        if not isinstance(child, dict):
-            return
-        data = child
-    if path:
-        data.pop(path[-1], None)
-
-
 def experiment_key(name: str, par_dir: pathlib.Path) -> str:
     """Return the registry key of an experiment: a readable slug and a short hash.
 
@@ -793,13 +410,3 @@ def experiment_key(name: str, par_dir: pathlib.Path) -> str:
     slug = re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:40] or 'experiment'
     digest = hashlib.sha256(f'{name}\0{par_dir}'.encode()).hexdigest()[:10]
     return f'{slug}-{digest}'
-
-
-def _qualname(cls: type) -> str:
-    return f'{cls.__module__}.{cls.__qualname__}'
-
-
-def _write_beside(path: pathlib.Path, content: bytes) -> None:
-    """Write a file beside a run record: whole or not at all, not synced."""
-    with registry.faults(path, 'write a file of the run'):
-        files.replace_file(path, content, sync=False)

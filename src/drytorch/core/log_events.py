@@ -12,6 +12,26 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+__all__ = [
+    'ActorRegisterEvent',
+    'CheckpointEvent',
+    'EpochEndEvent',
+    'EpochStartEvent',
+    'IterateBatchEvent',
+    'LearningRateEvent',
+    'MetricsEvent',
+    'ModelRegisterEvent',
+    'ModelUnregisterEvent',
+    'RunStartEvent',
+    'RunStatus',
+    'RunStopEvent',
+    'TerminationEvent',
+    'TestEndEvent',
+    'TestStartEvent',
+    'TrainingEndEvent',
+    'TrainingStartEvent',
+]
+
 RunStatus = Literal['created', 'running', 'completed', 'failed', 'crashed']
 
 
@@ -239,6 +259,9 @@ class CheckpointEvent:
         location: where, as the storage backend describes it (a file path for
             the local backend).
         batch: the batches trained in the next epoch (0 at an epoch's end).
+        digest: the SHA-256 of the stored checkpoint (``save`` events), as
+            the storage backend's ``checkpoint_digest`` gives it; ``None``
+            when the backend gives none.
     """
 
     model_name: str
@@ -246,3 +269,4 @@ class CheckpointEvent:
     action: Literal['save', 'load', 'delete']
     location: str
     batch: int = 0
+    digest: str | None = None

@@ -12,12 +12,14 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
+import os
+import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -42,7 +44,7 @@ BUILTIN_PLUGINS = (
     'drytorch.validators.config',
     'drytorch.validators.modules',
     'drytorch.trackers.defaults',
-    'drytorch.trackers.summary',
+    'drytorch.trackers.readers',
     'drytorch.storage.local',
 )
 TRACKING_HOOKS = frozenset(
@@ -64,11 +66,15 @@ class PluginInfo:
 
 
 class PluginHost:
-    """A pluggy ``PluginManager`` with DRYTorch's fault rules on top.
+    """The one place that talks to pluggy: DRYTorch's hooks as typed methods.
 
-    Tracking hooks go through ``broadcast``: an implementation that raises is
-    reported once and unregistered, and the others still run. Every other
-    hook is called through ``hook`` and its errors propagate.
+    Callers never name a hook by a string: each hook has its method here.
+    Tracking hooks (``on_*``) go to every implementation with the event and
+    the bound run (``bind_run``); one that raises is reported once and
+    unregistered, the others still run. Query and validation hooks propagate
+    errors, except ``run_outputs`` and ``load_metrics``, where a failing
+    plugin is reported and skipped so that one plugin cannot hide the others'
+    answers.
 
     Tracking hook calls are timed per plugin (``tracker_times``) and watched:
     one that runs longer than ``slow_tracker_seconds`` gets one
@@ -76,11 +82,14 @@ class PluginHost:
     """
 
     def __init__(self) -> None:
-        self.manager = pluggy.PluginManager(PROJECT_NAME)
+        self._manager = pluggy.PluginManager(PROJECT_NAME)
         for module in SPEC_MODULES:
-            self.manager.add_hookspecs(module)
+            self._manager.add_hookspecs(module)
         self._origins: dict[str, str] = {}
         self._on_fault: dict[str, Callable[[], None]] = {}
+        self._impls: dict[str, tuple[_Impl, ...]] = {}
+        self._run: Any = None
+        self._keeper: Any = None
         self._calls = watchdog.CallTable(
             PluginHost._dispatch.__code__, settings.Settings.slow_tracker_seconds
         )
@@ -94,10 +103,7 @@ class PluginHost:
     def slow_tracker_seconds(self, seconds: float) -> None:
         self._calls.limit = seconds
 
-    @property
-    def hook(self) -> Any:
-        """The pluggy hook relay; errors of implementations propagate."""
-        return self.manager.hook
+    # -- loading and registration ------------------------------------------
 
     def load(self, config: settings.Settings) -> None:
         """Register the built-in plugins, then the entry-point ones."""
@@ -112,7 +118,7 @@ class PluginHost:
             if name in config.disable_plugins:
                 continue
             origin = _origin(entry_point)
-            if self.manager.has_plugin(name):
+            if self._manager.has_plugin(name):
                 taken_by = self._origins.get(name, 'runtime')
                 _skip(
                     config,
@@ -140,8 +146,8 @@ class PluginHost:
                     f'{err} Disable it with DRYTORCH_DISABLE_PLUGINS={name}.'
                 ) from err
         try:
-            self.manager.check_pending()
-        except pluggy.PluginValidationError as err:  # pragma: no cover - see register
+            self._manager.check_pending()
+        except pluggy.PluginValidationError as err:  # pragma: no cover - register
             raise exceptions.PluginError(str(err)) from err
 
     def register(
@@ -164,16 +170,17 @@ class PluginHost:
             PluginError: the name is taken, a hook is unknown (a misspelt hook
                 name), or a hook's arguments do not match the contract.
         """
-        if self.manager.has_plugin(name):
+        if self._manager.has_plugin(name):
             raise exceptions.PluginError(f'A plugin named {name!r} is already loaded.')
         try:
-            self.manager.register(plugin, name)
+            self._manager.register(plugin, name)
         except pluggy.PluginValidationError as err:
             raise exceptions.PluginError(
                 f'Plugin {name!r} ({origin}) does not follow the hook contract: {err}'
             ) from err
+        self._impls.clear()
         problems = []
-        for caller in self.manager.get_hookcallers(plugin) or []:
+        for caller in self._manager.get_hookcallers(plugin) or []:
             impls = [i for i in caller.get_hookimpls() if i.plugin is plugin]
             if caller.spec is None and not all(i.optionalhook for i in impls):
                 problems.append(f'{caller.name!r} is not a DRYTorch hook')
@@ -182,7 +189,7 @@ class PluginHost:
             ):
                 problems.append(f'{caller.name!r} is a tracking hook: no wrappers')
         if problems:
-            self.manager.unregister(plugin)
+            self._manager.unregister(plugin)
             known = ', '.join(sorted(self.hook_names()))
             raise exceptions.PluginError(
                 f'Plugin {name!r} ({origin}): {"; ".join(problems)}. '
@@ -194,27 +201,259 @@ class PluginHost:
 
     def unregister(self, name: str) -> None:
         """Unregister the plugin called ``name`` if it is registered."""
-        if self.manager.has_plugin(name):
-            self.manager.unregister(name=name)
+        if self._manager.has_plugin(name):
+            self._manager.unregister(name=name)
+            self._impls.clear()
         self._origins.pop(name, None)
         self._on_fault.pop(name, None)
 
-    def broadcast(self, hook_name: str, event: object) -> None:
-        """Deliver ``event`` to every implementation of a tracking hook.
+    def has_plugin(self, name: str) -> bool:
+        """Return whether a plugin called ``name`` is registered."""
+        return self._manager.has_plugin(name)
 
-        Implementations run in pluggy's order. One that raises an ``Exception``
-        is reported with a ``TrackerFailureWarning`` and unregistered.
+    def get_plugin(self, name: str) -> Any:
+        """Return the plugin registered as ``name``, or ``None``."""
+        return self._manager.get_plugin(name)
+
+    def implementers(self, hook_name: str) -> list[str]:
+        """Return the names of the plugins implementing a hook, in call order."""
+        return [impl.name for impl in self._implementations(hook_name)]
+
+    def lacking_argument(self, hook_name: str, argument: str) -> list[str]:
+        """Return the plugins whose implementation of a hook omits ``argument``.
+
+        Hooks gain arguments over time; an implementation written before
+        declares fewer, and some callers must know (a storage backend that
+        ignores ``batch`` cannot hold mid-epoch checkpoints).
         """
-        impls = getattr(self.manager.hook, hook_name).get_hookimpls()
-        if impls:
-            self._dispatch(reversed(impls), hook_name, event)
+        return [
+            i.name for i in self._implementations(hook_name) if argument not in i.args
+        ]
 
-    def deliver(self, name: str, hook_name: str, event: object) -> None:
-        """Deliver ``event`` to one plugin, with the fault rule of ``broadcast``."""
-        plugin = self.manager.get_plugin(name)
-        caller = getattr(self.manager.hook, hook_name)
-        impls = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
-        self._dispatch(impls, hook_name, event)
+    def hook_names(self) -> list[str]:
+        """Return the names of every hook in the contract."""
+        return [
+            name
+            for name, caller in vars(self._manager.hook).items()
+            if getattr(caller, 'spec', None) is not None
+        ]
+
+    def plugins(self) -> Iterator[PluginInfo]:
+        """Yield what is known about every registered plugin."""
+        for name, plugin in self._manager.list_name_plugin():
+            callers = self._manager.get_hookcallers(plugin) or []
+            hooks = tuple(sorted(caller.name for caller in callers))
+            yield PluginInfo(name, self._origins.get(name, 'runtime'), hooks)
+
+    # -- the run that tracking hooks receive --------------------------------
+
+    def bind_run(self, run: Any, keeper: Any = None) -> None:
+        """Pass ``run`` (a ``RunView``) to tracking hooks from now on.
+
+        ``keeper`` is the core's summary of the run: it sees each event that
+        the summary is made of before any plugin does.
+        """
+        self._run = run
+        self._keeper = keeper
+
+    def unbind_run(self) -> None:
+        """Tracking hooks receive ``run=None`` again (no run is active)."""
+        self._run = None
+        self._keeper = None
+
+    # -- tracking hooks -----------------------------------------------------
+
+    def on_run_start(self, event: Any) -> None:
+        """Deliver a ``RunStartEvent``."""
+        self._track('on_run_start', event)
+
+    def replay_run_start(self, plugin_name: str, event: Any) -> None:
+        """Deliver a ``RunStartEvent`` to one plugin (a tracker joining mid-run)."""
+        impls = [
+            i for i in self._implementations('on_run_start') if i.name == plugin_name
+        ]
+        if impls:
+            self._dispatch(impls, 'on_run_start', event)
+
+    def on_run_stop(self, event: Any) -> None:
+        """Deliver a ``RunStopEvent``."""
+        self._track('on_run_stop', event)
+
+    def on_model_register(self, event: Any) -> None:
+        """Deliver a ``ModelRegisterEvent``."""
+        self._track('on_model_register', event)
+
+    def on_model_unregister(self, event: Any) -> None:
+        """Deliver a ``ModelUnregisterEvent``."""
+        self._track('on_model_unregister', event)
+
+    def on_actor_register(self, event: Any) -> None:
+        """Deliver an ``ActorRegisterEvent``."""
+        self._track('on_actor_register', event)
+
+    def on_training_start(self, event: Any) -> None:
+        """Deliver a ``TrainingStartEvent``."""
+        self._track('on_training_start', event)
+
+    def on_training_end(self, event: Any) -> None:
+        """Deliver a ``TrainingEndEvent``."""
+        self._track('on_training_end', event)
+
+    def on_epoch_start(self, event: Any) -> None:
+        """Deliver an ``EpochStartEvent``."""
+        self._track('on_epoch_start', event)
+
+    def on_epoch_end(self, event: Any) -> None:
+        """Deliver an ``EpochEndEvent``."""
+        self._track('on_epoch_end', event)
+
+    def handles_batches(self) -> bool:
+        """Return whether any plugin implements ``on_batch_end``.
+
+        Runners ask once per epoch and build no per-batch event when none does.
+        """
+        return bool(self._implementations('on_batch_end'))
+
+    def on_batch_end(self, event: Any) -> None:
+        """Deliver an ``IterateBatchEvent`` (per batch: keep it cheap)."""
+        impls = self._impls.get('on_batch_end') or self._implementations('on_batch_end')
+        if impls:
+            self._dispatch(impls, 'on_batch_end', event)
+
+    def on_metrics(self, event: Any) -> None:
+        """Deliver a ``MetricsEvent``; the run's summary keeps its values first."""
+        if self._keeper is not None:
+            self._keeper.on_metrics(event)
+        self._track('on_metrics', event)
+
+    def on_learning_rate(self, event: Any) -> None:
+        """Deliver a ``LearningRateEvent``."""
+        self._track('on_learning_rate', event)
+
+    def on_termination(self, event: Any) -> None:
+        """Deliver a ``TerminationEvent``."""
+        self._track('on_termination', event)
+
+    def on_test_start(self, event: Any) -> None:
+        """Deliver a ``TestStartEvent``."""
+        self._track('on_test_start', event)
+
+    def on_test_end(self, event: Any) -> None:
+        """Deliver a ``TestEndEvent``."""
+        self._track('on_test_end', event)
+
+    def on_checkpoint_save(self, event: Any) -> None:
+        """Deliver a ``CheckpointEvent`` of a save."""
+        self._track('on_checkpoint_save', event)
+
+    def on_checkpoint_load(self, event: Any) -> None:
+        """Deliver a ``CheckpointEvent`` of a load."""
+        self._track('on_checkpoint_load', event)
+
+    def on_checkpoint_delete(self, event: Any) -> None:
+        """Deliver a ``CheckpointEvent`` of a deletion by retention."""
+        self._track('on_checkpoint_delete', event)
+
+    # -- validation hooks: errors reach the user ------------------------------
+
+    def validate_name(self, name: str, kind: str) -> None:
+        """Let validators refuse an experiment name, run id, model name or tag."""
+        self._manager.hook.validate_name(name=name, kind=kind)
+
+    def validate_config(self, config: Any) -> None:
+        """Let validators refuse an experiment configuration."""
+        self._manager.hook.validate_config(config=config)
+
+    def validate_model(self, model: Any, run: Any) -> None:
+        """Let validators refuse a model joining ``run``."""
+        self._manager.hook.validate_model(model=model, run=run)
+
+    # -- query hooks --------------------------------------------------------
+
+    def get_config(self, experiment_class: type) -> Any:
+        """Return the first plugin's answer to ``experiment_class.get_config()``."""
+        return self._manager.hook.get_config(experiment_class=experiment_class)
+
+    def default_trackers(self, mode: str) -> list[Any]:
+        """Return the default trackers every plugin offers for ``mode``."""
+        results = self._manager.hook.default_trackers(mode=mode)
+        return [tracker for result in results for tracker in result]
+
+    def tracker_types(self) -> dict[str, Callable[[], Any]]:
+        """Return the tracker factories of every plugin, by tracker name."""
+        offered: dict[str, Callable[[], Any]] = {}
+        for types in self._manager.hook.tracker_types():  # built-ins answer last
+            offered.update(types)
+        return offered
+
+    def run_outputs(self, run: Any, plugin_name: str | None = None) -> dict[str, str]:
+        """Return where plugins wrote ``run``'s outputs, by label.
+
+        Only the plugin called ``plugin_name`` is asked, when given. A plugin
+        that raises is reported with a ``PluginQueryWarning`` and skipped.
+        """
+        found: dict[str, str] = {}
+        for impl in reversed(self._implementations('run_outputs')):
+            if plugin_name is not None and impl.name != plugin_name:
+                continue
+            answer = self._ask(impl, 'run_outputs', run=run)
+            if isinstance(answer, Mapping):
+                found.update((str(k), str(v)) for k, v in answer.items())
+        return found
+
+    def load_metrics(self, run: Any) -> dict[str, dict[str, Any]] | None:
+        """Return the metric history of ``run`` from the first plugin that has it.
+
+        A plugin that raises is reported with a ``PluginQueryWarning`` and the
+        next one is asked.
+        """
+        for impl in self._implementations('load_metrics'):
+            answer = self._ask(impl, 'load_metrics', run=run)
+            if answer:
+                return {m: dict(sources) for m, sources in answer.items()}
+        return None
+
+    def save_checkpoint(
+        self, location: Any, epoch: int, batch: int, state: Mapping[str, Any]
+    ) -> str | None:
+        """Store a checkpoint with the first backend that takes it; return where."""
+        where = self._manager.hook.save_checkpoint(
+            location=location, epoch=epoch, batch=batch, state=state
+        )
+        return None if where is None else str(where)
+
+    def load_checkpoint(
+        self, location: Any, epoch: int, batch: int
+    ) -> Mapping[str, Any] | None:
+        """Return the checkpoint at ``(epoch, batch)`` from the backend holding it."""
+        state: Mapping[str, Any] | None = self._manager.hook.load_checkpoint(
+            location=location, epoch=epoch, batch=batch
+        )
+        return state
+
+    def list_checkpoints(self, location: Any) -> Sequence[Any] | None:
+        """Return the positions the first answering backend holds."""
+        found: Sequence[Any] | None = self._manager.hook.list_checkpoints(
+            location=location
+        )
+        return found
+
+    def delete_checkpoint(self, location: Any, epoch: int, batch: int) -> bool:
+        """Delete the checkpoint at ``(epoch, batch)``; return whether one was."""
+        return bool(
+            self._manager.hook.delete_checkpoint(
+                location=location, epoch=epoch, batch=batch
+            )
+        )
+
+    def checkpoint_digest(self, location: Any, epoch: int, batch: int) -> str | None:
+        """Return the SHA-256 of the stored checkpoint, if a backend gives one."""
+        digest = self._manager.hook.checkpoint_digest(
+            location=location, epoch=epoch, batch=batch
+        )
+        return None if digest is None else str(digest)
+
+    # -- timing -------------------------------------------------------------
 
     def tracker_times(self) -> dict[str, float]:
         """Return the seconds spent in tracking hook calls, by plugin name.
@@ -227,9 +466,28 @@ class PluginHost:
         """Count ``tracker_times`` from zero again (at a run's start)."""
         self._calls.reset_times()
 
-    def _dispatch(
-        self, impls: Iterable[pluggy.HookImpl], hook_name: str, event: object
-    ) -> None:
+    # -- internals ----------------------------------------------------------
+
+    def _implementations(self, hook_name: str) -> tuple[_Impl, ...]:
+        """Return a hook's implementations in call order, cached until a change."""
+        impls = self._impls.get(hook_name)
+        if impls is None:
+            caller = getattr(self._manager.hook, hook_name)
+            impls = tuple(
+                _Impl(
+                    i.plugin_name, i.function, tuple(i.argnames), _calling(i.argnames)
+                )
+                for i in reversed(caller.get_hookimpls())
+            )
+            self._impls[hook_name] = impls
+        return impls
+
+    def _track(self, hook_name: str, event: object) -> None:
+        impls = self._implementations(hook_name)
+        if impls:
+            self._dispatch(impls, hook_name, event)
+
+    def _dispatch(self, impls: Iterable[_Impl], hook_name: str, event: object) -> None:
         """Call the tracking hook ``impls``: timed, watched, faults isolated.
 
         The hot path: per call, one tuple for the watchdog, one clock read and
@@ -238,16 +496,22 @@ class PluginHost:
         """
         slot = self._calls.slots.get(threading.get_ident()) or self._calls.add_thread()
         outer = slot.call
+        run = self._run
         start = perf_counter()
         try:
-            for impl in impls:
-                name = impl.plugin_name
+            for name, function, _, calling in impls:
                 slot.call = (name, hook_name, start)
                 try:
-                    if impl.argnames:
-                        impl.function(event)
+                    if calling == _EVENT:
+                        function(event)
+                    elif calling == _EVENT_RUN:
+                        function(event, run)
+                    elif calling == _NOTHING:
+                        function()
+                    elif calling == _RUN:
+                        function(run)
                     else:
-                        impl.function()
+                        function(run, event)
                 except Exception as err:
                     self._fault(name, hook_name, err)
                 end = perf_counter()
@@ -257,20 +521,17 @@ class PluginHost:
         finally:
             slot.call = outer
 
-    def hook_names(self) -> list[str]:
-        """Return the names of every hook in the contract."""
-        return [
-            name
-            for name, caller in vars(self.manager.hook).items()
-            if getattr(caller, 'spec', None) is not None
-        ]
-
-    def plugins(self) -> Iterator[PluginInfo]:
-        """Yield what is known about every registered plugin."""
-        for name, plugin in self.manager.list_name_plugin():
-            callers = self.manager.get_hookcallers(plugin) or []
-            hooks = tuple(sorted(caller.name for caller in callers))
-            yield PluginInfo(name, self._origins.get(name, 'runtime'), hooks)
+    def _ask(self, impl: _Impl, hook_name: str, **kwargs: Any) -> Any:
+        try:
+            return impl.function(**{arg: kwargs[arg] for arg in impl.args})
+        except Exception as err:
+            warnings.warn(
+                f'Plugin {impl.name!r} raised in {hook_name}: '
+                f'{type(err).__name__}: {err}. Its answer was skipped.',
+                exceptions.PluginQueryWarning,
+                stacklevel=_caller_level(),
+            )
+            return None
 
     def _fault(self, plugin_name: str, hook_name: str, err: Exception) -> None:
         on_fault = self._on_fault.get(plugin_name)
@@ -279,10 +540,48 @@ class PluginHost:
             f'{plugin_name!r} raised in {hook_name}: {type(err).__name__}: {err}. '
             'It was unsubscribed; the run goes on without it.',
             exceptions.TrackerFailureWarning,
-            stacklevel=5,
+            stacklevel=_caller_level(),
         )
         if on_fault is not None:
             on_fault()
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level() -> int:
+    """Return the ``stacklevel`` of the first caller outside DRYTorch.
+
+    A plugin's fault is reported where the user's code called into DRYTorch
+    (``run.start()``, ``trainer.train()``), however deep the library's calls.
+    """
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    return level
+
+
+class _Impl(NamedTuple):
+    """One implementation of a hook, as dispatch needs it."""
+
+    name: str
+    function: Callable[..., Any]
+    args: tuple[str, ...]
+    calling: int
+
+
+_NOTHING, _EVENT, _EVENT_RUN, _RUN, _RUN_EVENT = range(5)
+
+
+def _calling(argnames: Sequence[str]) -> int:
+    """Return how dispatch calls a tracking implementation with these arguments."""
+    return {
+        (): _NOTHING,
+        ('event',): _EVENT,
+        ('event', 'run'): _EVENT_RUN,
+        ('run',): _RUN,
+        ('run', 'event'): _RUN_EVENT,
+    }.get(tuple(argnames), _EVENT)
 
 
 def _skip(
@@ -326,26 +625,28 @@ _checked: weakref.WeakSet[Any] = weakref.WeakSet()
 _checker_lock = threading.Lock()
 
 
-def check_plugin(plugin: object, name: str, origin: str) -> None:
+def check_plugin(plugin: object, name: str, origin: str, key: object = None) -> None:
     """Check ``plugin`` against the hook contract without registering it.
 
     An object that passed once is not checked again (default trackers are
-    shared by every new experiment).
+    shared by every new experiment); ``key`` is the object to remember when
+    ``plugin`` is made for the check (a tracker's ``as_plugin``).
 
     Raises:
         PluginError: a hook is unknown or its arguments do not match the contract.
     """
     global _checker
     with _checker_lock:
+        key = plugin if key is None else key
         with contextlib.suppress(TypeError):  # not weakly referenceable
-            if plugin in _checked:
+            if key in _checked:
                 return
         if _checker is None:
             _checker = PluginHost()  # the contract only: no plugin is loaded
         _checker.register(plugin, name, origin)
         _checker.unregister(name)
         with contextlib.suppress(TypeError):
-            _checked.add(plugin)
+            _checked.add(key)
 
 
 def reset_host() -> None:

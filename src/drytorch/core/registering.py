@@ -18,6 +18,7 @@ from drytorch.core.plugins import get_host
 
 if TYPE_CHECKING:
     from drytorch.core.experiment import Run
+    from drytorch.core.run_view import RunView
     from drytorch.lib.models import Model
 
 __all__ = [
@@ -37,8 +38,14 @@ class RunKey(NamedTuple):
     experiment_name: str
 
     @classmethod
-    def of(cls, run: Run[Any]) -> RunKey:
-        """Return the key of ``run``."""
+    def of(cls, run: Run[Any] | RunView) -> RunKey:
+        """Return the key of ``run``, a ``Run`` or the ``RunView`` of one."""
+        if isinstance(run.experiment, str):  # a view: the key from its fields
+            from drytorch.core.experiment import experiment_key
+
+            return cls(
+                experiment_key(run.experiment, run.par_dir), run.id, run.experiment
+            )
         return cls(run.experiment.key, run.id, run.experiment.name)
 
     def __str__(self) -> str:
@@ -64,8 +71,8 @@ def register_model(model: Model[Any, Any], name: str) -> str:
     """
     run = scope.require_active_run(f'Model {name!r}')
     host = get_host()
-    host.hook.validate_name(name=name, kind='model')
-    host.hook.validate_model(model=model, run=run)
+    host.validate_name(name=name, kind='model')
+    host.validate_model(model=model, run=run.view)
     unique = name
     counter = 0
     while unique in run.model_names:
@@ -73,8 +80,7 @@ def register_model(model: Model[Any, Any], name: str) -> str:
         unique = f'{name}_{counter}'
     run.model_names.add(unique)
     _owners[model.module] = RunKey.of(run)
-    host.broadcast(
-        'on_model_register',
+    host.on_model_register(
         log_events.ModelRegisterEvent(
             model_name=unique,
             experiment_name=run.experiment.name,
@@ -94,8 +100,7 @@ def unregister_model(model: Model[Any, Any]) -> None:
     active = scope.active_run()
     if active is not None and RunKey.of(active) == key:
         active.model_names.discard(model.name)
-    get_host().broadcast(
-        'on_model_unregister',
+    get_host().on_model_unregister(
         log_events.ModelUnregisterEvent(model.name, key.experiment_name, key.run_id),
     )
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from drytorch import hookimpl
 from drytorch.core import exceptions
-from drytorch.hookspecs._markers import hookimpl
 
 if TYPE_CHECKING:
     from drytorch.core.experiment import Run

@@ -26,7 +26,8 @@ import random
 import secrets
 import sys
 import warnings
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from drytorch.core import exceptions
 
@@ -34,9 +35,11 @@ __all__ = [
     'CUBLAS_WORKSPACE_CONFIG',
     'SEED_MAX',
     'DeterministicState',
+    'RunSeed',
     'check_seed',
     'draw_seed',
     'enable_deterministic',
+    'resolve',
     'restore_deterministic',
     'seed_everything',
     'set_cublas_config',
@@ -62,6 +65,63 @@ def check_seed(value: object, what: str = 'seed') -> int:
             f'NumPy accepts), got {value}.'
         )
     return int(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunSeed:
+    """A run's seed and mode, and where the seed came from (for the record)."""
+
+    seed: int
+    source: Literal['argument', 'setting', 'drawn', 'recorded']
+    deterministic: bool
+
+
+def resolve(
+    seed: int | None,
+    deterministic: bool | None,
+    *,
+    setting_seed: int | None,
+    setting_deterministic: bool | None,
+    recorded: Mapping[str, Any] | None = None,
+    run_id: str = '',
+    record_path: Any = None,
+) -> RunSeed:
+    """Decide a run's seed and deterministic mode: the one place that does.
+
+    A new run (``recorded`` is None) takes the argument, else the setting,
+    else a drawn seed. A recorded run keeps its recorded seed: a different
+    argument is refused, a different setting is warned about; a record older
+    than seeds takes the new run's rule. Deterministic mode is the argument,
+    else the setting, else (recorded runs) the recorded mode, else off.
+
+    Raises:
+        SeedMismatchError: ``seed`` is not the recorded seed.
+        CorruptRecordError: the recorded seed is not an integer.
+    """
+    mode = deterministic if deterministic is not None else setting_deterministic
+    if recorded is not None and mode is None:
+        mode = recorded.get('deterministic') is True
+    found = None if recorded is None else recorded.get('seed')
+    if found is None:
+        if seed is not None:
+            return RunSeed(seed, 'argument', bool(mode))
+        if setting_seed is not None:
+            return RunSeed(setting_seed, 'setting', bool(mode))
+        return RunSeed(draw_seed(), 'drawn', bool(mode))
+    if isinstance(found, bool) or not isinstance(found, int):
+        raise exceptions.CorruptRecordError(
+            record_path, f'field seed has type {type(found).__name__}'
+        )
+    if seed is not None and seed != found:
+        raise exceptions.SeedMismatchError(run_id, found, seed)
+    if setting_seed is not None and setting_seed != found:
+        warnings.warn(
+            f'The seed setting ({setting_seed}) differs from the seed '
+            f'run {run_id!r} was created with: it keeps {found}.',
+            exceptions.DryTorchWarning,
+            stacklevel=4,
+        )
+    return RunSeed(found, 'recorded', bool(mode))
 
 
 def draw_seed() -> int:

@@ -1,19 +1,25 @@
 """Trackers: the plugins that observe runs, and each experiment's set of them.
 
-A tracker is an object with ``@hookimpl`` methods for tracking hooks. It is
-registered in the plugin host while a run of its experiment is active, so it
-sees that experiment's events only. ``Tracker`` is a convenient base class:
-it implements every tracking hook and hands each event to ``notify``.
+A tracker is an object with ``@drytorch.hookimpl`` methods, exactly like any
+plugin: ``def on_metrics(self, event, run)``. It is registered in the plugin
+host while a run of its experiment is active, so it sees that experiment's
+events only. ``Tracker`` is a convenient base class that gives a ``name``;
+a subclass may also override ``notify(event)`` (or ``notify(event, run)``),
+which then receives every tracking event the class has no hook method for.
+Nothing else is generated, forwarded or rewritten: what a class implements is
+what it receives.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from drytorch.core import exceptions, scope, settings
-from drytorch.hookspecs._markers import hookimpl
 
 if TYPE_CHECKING:
     from drytorch.core.plugins import PluginHost
@@ -22,6 +28,7 @@ __all__ = [
     'INIT_MODES',
     'Tracker',
     'TrackerRegistry',
+    'as_plugin',
     'build_available',
     'default_trackers',
     'extend_default_trackers',
@@ -32,19 +39,29 @@ __all__ = [
 ]
 
 INIT_MODES = settings.INIT_MODES
+_MARKER = 'drytorch_impl'
 
 
 class Tracker:
-    """Base class of trackers: every tracking event arrives at ``notify``.
+    """Base class of trackers: a name, and an optional catch-all ``notify``.
 
-    Subclasses override ``notify`` (a ``functools.singledispatchmethod`` is a
-    good fit) or single hook methods. ``name`` identifies the tracker within an
-    experiment and defaults to the class name.
+    Implement hooks as ``@drytorch.hookimpl`` methods; each may take the
+    event, the run (a ``drytorch.RunView``), or both::
 
-    ``on_batch_end`` fires on every batch, so a subclass receives it only if
-    it asks: by overriding ``on_batch_end``, by a plain ``notify`` override
-    (which gets every event), or by a ``singledispatchmethod`` ``notify`` with
-    a handler for ``IterateBatchEvent``. The others cost nothing per batch.
+        class Printer(drytorch.Tracker):
+            @drytorch.hookimpl
+            def on_metrics(self, event, run):
+                print(run.id, event.metrics)
+
+    Or override ``notify``: it receives every tracking event that the class
+    has no hook method for, as ``notify(event)`` or ``notify(event, run)``.
+    ``on_batch_end`` reaches ``notify`` only if ``notify`` asks for it: a plain
+    override does (it gets everything), a ``functools.singledispatchmethod``
+    does if it has a handler for ``IterateBatchEvent``. A tracker that takes
+    no per-batch event costs nothing per batch.
+
+    ``name`` identifies the tracker within an experiment and defaults to the
+    class name.
     """
 
     name: str = ''
@@ -52,107 +69,8 @@ class Tracker:
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.name or type(self).__name__
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if 'on_batch_end' in cls.__dict__:
-            return  # the subclass decides itself
-        if _handles_batches(cls):
-            cls.on_batch_end = Tracker.on_batch_end  # type: ignore[method-assign]
-        else:
-            cls.on_batch_end = None  # type: ignore[assignment]  # not a hook
-
     def notify(self, event: object) -> None:
-        """Receive a tracking event. The default ignores it."""
-
-    @hookimpl
-    def on_run_start(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_run_stop(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_model_register(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_model_unregister(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_actor_register(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_training_start(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_training_end(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_epoch_start(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_epoch_end(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_batch_end(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_metrics(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_learning_rate(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_termination(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_test_start(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_test_end(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_checkpoint_save(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_checkpoint_load(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
-
-    @hookimpl
-    def on_checkpoint_delete(self, event: Any) -> None:
-        """Forward to ``notify``."""
-        self.notify(event)
+        """Receive a tracking event without a hook method. The default ignores it."""
 
     @classmethod
     def get_current(cls) -> Self:
@@ -173,6 +91,66 @@ class Tracker:
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name={self.name!r})'
+
+
+def as_plugin(tracker: Any) -> Any:
+    """Return what the plugin host registers for ``tracker``.
+
+    The tracker itself, unless its class overrides ``Tracker.notify``: then a
+    plain object holding the tracker's hook methods and, for each other
+    tracking hook of the contract, a call of ``notify``.
+    """
+    notify = getattr(type(tracker), 'notify', None)
+    if notify is None or notify is Tracker.notify:
+        return tracker
+    from drytorch.core.plugins import TRACKING_HOOKS
+
+    plugin = types.SimpleNamespace()
+    for attr in dir(type(tracker)):  # the class: properties are not evaluated
+        static = inspect.getattr_static(type(tracker), attr, None)
+        if getattr(static, _MARKER, None) is not None:
+            setattr(plugin, attr, getattr(tracker, attr))
+    bound = tracker.notify
+    dispatching = isinstance(
+        inspect.getattr_static(type(tracker), 'notify'), functools.singledispatchmethod
+    )  # it dispatches on the event alone
+    with_run = not dispatching and _takes_run(bound)
+    batches = _handles_batches(type(tracker))
+    for hook_name in TRACKING_HOOKS:
+        if hasattr(plugin, hook_name):
+            continue
+        if hook_name == 'on_batch_end' and not batches:
+            continue
+        setattr(plugin, hook_name, _forward(bound, with_run))
+    return plugin
+
+
+def _forward(notify: Callable[..., None], with_run: bool) -> Callable[..., None]:
+    from drytorch import hookimpl
+
+    if with_run:
+
+        def forward(event: Any, run: Any) -> None:
+            notify(event, run)
+
+        return hookimpl(forward)
+
+    def forward_event(event: Any) -> None:
+        notify(event)
+
+    return hookimpl(forward_event)
+
+
+def _takes_run(notify: Callable[..., None]) -> bool:
+    """Return whether a bound ``notify`` declares a second argument for the run."""
+    try:
+        parameters = list(inspect.signature(notify).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) >= 2 and all(p.kind != p.VAR_POSITIONAL for p in parameters)
 
 
 class TrackerRegistry:
@@ -212,12 +190,18 @@ class TrackerRegistry:
             if self._host is not None:
                 self._register(self._host, name, tracker)
             else:  # fail now, not when a run starts
-                check_plugin(tracker, _plugin_name(name), self._origin)
+                check_plugin(
+                    as_plugin(tracker), _plugin_name(name), self._origin, tracker
+                )
             self._trackers[name] = tracker
             run = scope.active_run()
             if self._host is not None and run is not None and run.start_event:
                 # joining mid-run: the tracker still sees the run start first
-                self._host.deliver(_plugin_name(name), 'on_run_start', run.start_event)
+                self._host.replay_run_start(_plugin_name(name), run.start_event)
+                if run.view is not None:
+                    found = self._host.run_outputs(run.view, _plugin_name(name))
+                    if found:
+                        run.keeper.record_outputs(found)
 
     def remove(self, name: str) -> None:
         """Remove the tracker called ``name``.
@@ -278,7 +262,9 @@ class TrackerRegistry:
         def forget() -> None:
             self._trackers.pop(name, None)
 
-        host.register(tracker, _plugin_name(name), self._origin, on_fault=forget)
+        host.register(
+            as_plugin(tracker), _plugin_name(name), self._origin, on_fault=forget
+        )
 
     @property
     def _origin(self) -> str:
@@ -306,8 +292,7 @@ def init_trackers(mode: str = 'standard') -> None:
         )
     from drytorch.core.plugins import get_host
 
-    results = get_host().hook.default_trackers(mode=mode)
-    _defaults = [tracker for result in results for tracker in result]
+    _defaults = get_host().default_trackers(mode)
 
 
 def extend_default_trackers(trackers: Iterable[Any]) -> None:
@@ -362,9 +347,7 @@ def trackers_by_name(names: Iterable[str]) -> list[Any]:
         return []
     from drytorch.core.plugins import get_host
 
-    offered: dict[str, Any] = {}
-    for types in get_host().hook.tracker_types():
-        offered.update(types)
+    offered = get_host().tracker_types()
     for name in names:
         if name not in offered:
             raise exceptions.SettingsError(

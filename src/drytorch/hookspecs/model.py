@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 from drytorch.hookspecs._markers import hookspec
 
 if TYPE_CHECKING:
-    from drytorch.core.experiment import Run
     from drytorch.core.log_events import ModelRegisterEvent, ModelUnregisterEvent
+    from drytorch.core.run_view import RunView
     from drytorch.lib.models import Model
 
 
 @hookspec
-def validate_model(model: Model[Any, Any], run: Run[Any]) -> None:
+def validate_model(model: Model[Any, Any], run: RunView) -> None:
     """Validation: a ``Model`` asks to join ``run``; raise to refuse it.
 
     Runs before the model is registered; the error reaches the user and the
@@ -23,7 +23,7 @@ def validate_model(model: Model[Any, Any], run: Run[Any]) -> None:
 
 
 @hookspec
-def on_model_register(event: ModelRegisterEvent) -> None:
+def on_model_register(event: ModelRegisterEvent, run: RunView | None) -> None:
     """Tracking: a ``Model`` joined the active run.
 
     Refusing a model is the job of ``validate_model``, so that tracking hooks
@@ -33,7 +33,7 @@ def on_model_register(event: ModelRegisterEvent) -> None:
 
 
 @hookspec
-def on_model_unregister(event: ModelUnregisterEvent) -> None:
+def on_model_unregister(event: ModelUnregisterEvent, run: RunView | None) -> None:
     """Tracking: a model was released from its run (``unregister_model``).
 
     After this, the module may be wrapped by a ``Model`` of another run.

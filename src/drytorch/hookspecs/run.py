@@ -8,10 +8,11 @@ from drytorch.hookspecs._markers import hookspec
 
 if TYPE_CHECKING:
     from drytorch.core.log_events import RunStartEvent, RunStopEvent
+    from drytorch.core.run_view import RunView
 
 
 @hookspec
-def on_run_start(event: RunStartEvent) -> None:
+def on_run_start(event: RunStartEvent, run: RunView | None) -> None:
     """Tracking: a run started, or was resumed (``event.resumed``).
 
     Fires after the run is active, so ``Experiment.get_config()`` works here.
@@ -20,7 +21,7 @@ def on_run_start(event: RunStartEvent) -> None:
 
 
 @hookspec
-def on_run_stop(event: RunStopEvent) -> None:
+def on_run_stop(event: RunStopEvent, run: RunView | None) -> None:
     """Tracking: a run stopped; ``event.status`` is ``completed`` or ``failed``.
 
     Fires while the run is still active, before its record is finalised, so a

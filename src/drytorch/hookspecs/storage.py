@@ -71,3 +71,18 @@ def delete_checkpoint(
     checkpoint. Errors propagate.
     """
     raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def checkpoint_digest(
+    location: CheckpointLocation, epoch: int, batch: int
+) -> str | None:
+    """Query: the SHA-256 (hex) of the checkpoint stored at ``(epoch, batch)``.
+
+    Return ``None`` if this backend holds no such checkpoint. The core records
+    the digest right after each save (``[summary.checkpoints]``, and
+    ``CheckpointEvent.digest``), and ``drytorch verify`` compares it with a
+    fresh one, so verification works for any backend that answers. Hash the
+    stored bytes, not the state: a digest must change if the file is damaged.
+    """
+    raise NotImplementedError

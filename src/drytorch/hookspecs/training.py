@@ -27,73 +27,74 @@ if TYPE_CHECKING:
         TrainingEndEvent,
         TrainingStartEvent,
     )
+    from drytorch.core.run_view import RunView
 
 
 @hookspec
-def on_actor_register(event: ActorRegisterEvent) -> None:
+def on_actor_register(event: ActorRegisterEvent, run: RunView | None) -> None:
     """Tracking: a runner (trainer, validation, test) was set up for a model."""
 
 
 @hookspec
-def on_training_start(event: TrainingStartEvent) -> None:
+def on_training_start(event: TrainingStartEvent, run: RunView | None) -> None:
     """Tracking: training starts or resumes at ``event.start_epoch``."""
 
 
 @hookspec
-def on_training_end(event: TrainingEndEvent) -> None:
+def on_training_end(event: TrainingEndEvent, run: RunView | None) -> None:
     """Tracking: training ended, completed or terminated."""
 
 
 @hookspec
-def on_epoch_start(event: EpochStartEvent) -> None:
+def on_epoch_start(event: EpochStartEvent, run: RunView | None) -> None:
     """Tracking: a training epoch starts."""
 
 
 @hookspec
-def on_epoch_end(event: EpochEndEvent) -> None:
+def on_epoch_end(event: EpochEndEvent, run: RunView | None) -> None:
     """Tracking: a training epoch ended, after its metrics and validation."""
 
 
 @hookspec
-def on_batch_end(event: IterateBatchEvent) -> None:
+def on_batch_end(event: IterateBatchEvent, run: RunView | None) -> None:
     """Tracking: a runner finished a batch. Fires per batch: keep it cheap."""
 
 
 @hookspec
-def on_metrics(event: MetricsEvent) -> None:
+def on_metrics(event: MetricsEvent, run: RunView | None) -> None:
     """Tracking: metrics of a model from one source at one epoch."""
 
 
 @hookspec
-def on_learning_rate(event: LearningRateEvent) -> None:
+def on_learning_rate(event: LearningRateEvent, run: RunView | None) -> None:
     """Tracking: the learning rates changed (schedule step or a hook)."""
 
 
 @hookspec
-def on_termination(event: TerminationEvent) -> None:
+def on_termination(event: TerminationEvent, run: RunView | None) -> None:
     """Tracking: training was asked to stop early, with the reason."""
 
 
 @hookspec
-def on_test_start(event: TestStartEvent) -> None:
+def on_test_start(event: TestStartEvent, run: RunView | None) -> None:
     """Tracking: a test starts."""
 
 
 @hookspec
-def on_test_end(event: TestEndEvent) -> None:
+def on_test_end(event: TestEndEvent, run: RunView | None) -> None:
     """Tracking: a test ended; its metrics arrived through ``on_metrics``."""
 
 
 @hookspec
-def on_checkpoint_save(event: CheckpointEvent) -> None:
+def on_checkpoint_save(event: CheckpointEvent, run: RunView | None) -> None:
     """Tracking: a checkpoint was saved."""
 
 
 @hookspec
-def on_checkpoint_load(event: CheckpointEvent) -> None:
+def on_checkpoint_load(event: CheckpointEvent, run: RunView | None) -> None:
     """Tracking: a checkpoint was loaded."""
 
 
 @hookspec
-def on_checkpoint_delete(event: CheckpointEvent) -> None:
+def on_checkpoint_delete(event: CheckpointEvent, run: RunView | None) -> None:
     """Tracking: a retention policy deleted a checkpoint."""

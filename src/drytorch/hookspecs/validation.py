@@ -6,12 +6,12 @@ from typing import Any, Literal
 
 from drytorch.hookspecs._markers import hookspec
 
-NameKind = Literal['experiment', 'run', 'model']
+NameKind = Literal['experiment', 'run', 'model', 'tag']
 
 
 @hookspec
 def validate_name(name: str, kind: NameKind) -> None:
-    r"""Validation: refuse an experiment name, run id or model name by raising.
+    r"""Validation: refuse an experiment name, run id, model name or tag by raising.
 
     Names become file and folder names, so the built-in validator refuses
     anything that could escape its folder (``/``, ``\\``, ``..``, control

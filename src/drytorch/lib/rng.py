@@ -2,13 +2,16 @@
 
 A checkpoint that continues training exactly must restore every generator
 the code may draw from: Python's ``random``, NumPy's global generator (when
-NumPy is installed), torch's CPU generator and every CUDA device's. The states
-are numbers and ASCII text (base64 words), so ``torch.load`` reads them with
-``weights_only=True``, and they add no tensor record to the file.
+NumPy is installed), torch's CPU generator and every CUDA device's. Each is
+read and restored through its public API only: ``random.getstate()`` /
+``setstate()``, ``numpy.random.get_state()`` / ``set_state()``,
+``torch.get_rng_state()`` / ``set_rng_state()`` and
+``torch.cuda.get_rng_state_all()`` / ``set_rng_state_all()``.
 
-Checkpoints are saved often, and these 10 KB of words were most of what exact
-resuming added to a small model's save (``bench/checkpoint_cost.py`` holds it
-under 5 %). What keeps them cheap:
+The states are numbers and ASCII text (base64 words), so ``torch.load`` reads
+them with ``weights_only=True``, and, but for CUDA's, they add no tensor record
+to the file. Three things keep them small and quick to write, all computed
+from the public states at every save:
 
 * base64 text rather than ``bytes``, which torch pickles as Latin-1 text
   re-encoded in UTF-8, three times slower to write than ASCII; and rather
@@ -16,33 +19,18 @@ under 5 %). What keeps them cheap:
 * a Python or NumPy global generator still exactly as the run's seed left it
   (most code never draws from them) is stored as ``{'seeded': seed}``;
 * torch keeps its 624 Mersenne Twister words as 64-bit integers whose high
-  halves are zero: those halves are left out (checked at every save);
-* each generator's words are compared with those of its previous reading,
-  and unchanged words reuse that answer, encoding included. Python's and
-  NumPy's words are read raw, in under a microsecond, where the public calls
-  take 10 to 25 us (``random.getstate`` builds 625 ints, NumPy's ``get_state``
-  copies its key word by word). The raw reads use CPython's object layout and
-  NumPy's public ``ctypes`` interface, and are trusted only after they
-  matched what the public calls return; otherwise every reading is a full one.
+  halves are zero: those halves are left out (checked at every save).
 
-Reusing an answer is exact: with the words unchanged no number was drawn.
-Python's cached Gaussian is compared too; NumPy's cannot be read raw, so an
-answer read with it set is never reused, and the one case left out is user
-code calling ``numpy.random.set_state`` with the very words already there and
-another cached Gaussian.
+Format 3 (this one) is what the previous version wrote too, so its
+checkpoints restore unchanged; formats 1 and 2 restore as well.
 """
 
 from __future__ import annotations
 
-import _random
 import base64
-import ctypes
-import dataclasses
 import functools
 import random
 import struct
-import sys
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -52,84 +40,13 @@ __all__ = ['FORMAT', 'get_states', 'set_states']
 FORMAT = 3
 """Version of ``get_states()`` output; formats 1 and 2 restore too."""
 
-_WORDS = 624  # Mersenne Twister words, in Python and in NumPy
-
-
-@dataclasses.dataclass(slots=True)
-class _RawWords:
-    """Raw reads of a generator's words and position, trusted once confirmed.
-
-    The memory is viewed once per generator object, which is kept alive by
-    the view's owner reference; a read is then a copy of ``size`` bytes.
-    """
-
-    offset: int  # from the address of the object read
-    size: int
-    trusted: bool | None = None  # None: not compared with the public API yet
-    owner: Any = None
-    view: memoryview | None = None
-
-    def read(self, owner: Any, address: Callable[[Any], int]) -> bytes | None:
-        if self.trusted is False:
-            return None
-        if owner is not self.owner or self.view is None:
-            start = address(owner) + self.offset
-            buffer = (ctypes.c_char * self.size).from_address(start)
-            self.owner, self.view = owner, memoryview(buffer).cast('B')
-        return self.view.tobytes()
-
-    def confirm(self, raw: bytes | None, expected: bytes) -> bytes | None:
-        """Compare a raw read with the public answer; distrust for good if unequal."""
-        if raw is None:
-            return None
-        self.trusted = raw == expected
-        return raw if self.trusted else None
-
-
-class _Memo:
-    """A generator's raw words at its last full reading, and the answer then.
-
-    The three travel in one tuple, replaced in one assignment, so a thread
-    never sees the words of one reading with the answer of another.
-    """
-
-    __slots__ = ('entry',)
-
-    def __init__(self) -> None:
-        self.entry: tuple[Any, bytes, dict[str, Any]] | None = None
-
-    def recall(self, source: Any, raw: bytes) -> dict[str, Any] | None:
-        entry = self.entry
-        if entry is None or entry[0] is not source or entry[1] != raw:
-            return None
-        return dict(entry[2])  # a copy: callers may change theirs
-
-    def keep(self, source: Any, raw: bytes | None, answer: dict[str, Any]) -> None:
-        self.entry = None if raw is None else (source, raw, dict(answer))
-
-    def forget(self) -> None:
-        self.entry = None
-
-
-# CPython's random object: the object header, then ``int index`` and the
-# 624 words. Read only when the type is at least that large.
-_PYTHON_RAW = _RawWords(object.__basicsize__, 4 + 4 * _WORDS)
-if (
-    sys.implementation.name != 'cpython'
-    or _random.Random.__basicsize__ < _PYTHON_RAW.offset + _PYTHON_RAW.size
-):
-    _PYTHON_RAW.trusted = False
+_WORDS = 624  # Mersenne Twister words, in Python, NumPy and torch
 # Torch's CPU generator state keeps its 624 Mersenne Twister words as
 # 64-bit integers, at bytes [24, 5016) of 5056: their high halves are zero,
 # and left out of the checkpoint when they are (checked at every save).
 _TORCH_SIZE = 5056
 _TORCH_WIDE = (24, 24 + 8 * _WORDS)
 _TORCH_ZEROS = bytes(_WORDS)
-# NumPy's MT19937 state struct: the 624 words, then ``int pos``.
-_NUMPY_RAW = _RawWords(0, 4 * _WORDS + 4)
-_python_memo = _Memo()
-_numpy_memo = _Memo()
-_torch_memo = _Memo()
 
 
 def get_states(seed: int | None = None) -> dict[str, Any]:
@@ -143,7 +60,7 @@ def get_states(seed: int | None = None) -> dict[str, Any]:
     states: dict[str, Any] = {
         'format': FORMAT,
         'python': _python_state(seed),
-        'torch': _torch_state(),
+        'torch': _torch_state(_tensor_bytes(torch.get_rng_state())),
     }
     numpy = _numpy()
     if numpy is not None:
@@ -158,8 +75,6 @@ def set_states(states: dict[str, Any]) -> None:
 
     States saved by earlier versions (formats 1 and 2) are read too.
     """
-    for memo in (_python_memo, _numpy_memo, _torch_memo):
-        memo.forget()
     if states.get('format') != FORMAT:
         _set_earlier_states(states)
         return
@@ -196,25 +111,11 @@ def set_states(states: dict[str, Any]) -> None:
 
 
 def _python_state(seed: int | None) -> dict[str, Any]:
-    instance: Any = random._inst  # the generator behind random.random()
-    gauss = instance.gauss_next
-    raw = _PYTHON_RAW.read(instance, id)
-    seeded = seed is not None and gauss is None
-    if raw is not None and _PYTHON_RAW.trusted:
-        if seeded and raw == _seeded_python(seed):
-            return {'seeded': seed}
-        remembered = _python_memo.recall(instance, raw)
-        if remembered is not None and remembered['gauss'] == gauss:
-            return remembered
     version, internal, gauss = random.getstate()
-    packed = struct.pack(f'<{len(internal)}I', *internal)
-    answer = {'version': version, 'words': _text(packed), 'gauss': gauss}
-    # Raw order: the position (Python's last word), then the 624 words.
-    raw = _PYTHON_RAW.confirm(raw, _raw_python(packed))
-    _python_memo.keep(instance, raw, answer)
-    if raw is not None and seeded and raw == _seeded_python(seed):
+    if seed is not None and gauss is None and internal == _seeded_python(seed):
         return {'seeded': seed}
-    return answer
+    packed = struct.pack(f'<{len(internal)}I', *internal)
+    return {'version': version, 'words': _text(packed), 'gauss': gauss}
 
 
 def _numpy_state(numpy: Any, seed: int | None) -> dict[str, Any]:
@@ -226,55 +127,35 @@ def _numpy_state(numpy: Any, seed: int | None) -> dict[str, Any]:
         # numpy.random.set_bit_generator() installed another generator: its
         # state is a dict of ints and arrays, stored as ints and lists.
         return {'other': _plain(numpy.random.get_state(legacy=False))}
-    raw = None
-    if generator is not None:
-        raw = _NUMPY_RAW.read(generator, _numpy_address)
-    if raw is not None and _NUMPY_RAW.trusted:
-        if seed is not None and raw == _seeded_numpy(seed):
-            return {'seeded': seed}
-        remembered = _numpy_memo.recall(generator, raw)
-        if remembered is not None:
-            return remembered
     name, key_array, pos, has_gauss, cached = numpy.random.get_state()
     keys = key_array.astype('<u4').tobytes()
-    answer = {
+    if (
+        seed is not None
+        and not has_gauss
+        and keys + struct.pack('<i', int(pos)) == _seeded_numpy(seed)
+    ):
+        return {'seeded': seed}
+    return {
         'name': str(name),
         'keys': _text(keys),
         'pos': int(pos),
         'has_gauss': int(has_gauss),
         'cached_gaussian': float(cached),
     }
-    raw = _NUMPY_RAW.confirm(raw, keys + struct.pack('<i', int(pos)))
-    _numpy_memo.keep(generator, None if has_gauss else raw, answer)
-    if (
-        raw is not None
-        and not has_gauss
-        and seed is not None
-        and (raw == _seeded_numpy(seed))
-    ):
-        return {'seeded': seed}
-    return answer
 
 
-def _torch_state() -> dict[str, Any]:
-    generator = torch.default_generator
-    raw = _tensor_bytes(generator.get_state())
-    remembered = _torch_memo.recall(generator, raw)
-    if remembered is not None:
-        return remembered
+def _torch_state(raw: bytes) -> dict[str, Any]:
+    """Return torch's CPU generator state ``raw`` as ``get_states()`` stores it."""
     start, stop = _TORCH_WIDE
     if len(raw) == _TORCH_SIZE and all(
         raw[k:stop:8] == _TORCH_ZEROS for k in range(start + 4, start + 8)
     ):
         low = b''.join(raw[k:stop:8] for k in range(start, start + 4))
-        answer = {
+        return {
             'words': _text(raw[:start] + low + raw[stop:]),
             'halved': [start, stop],
         }
-    else:
-        answer = {'words': _text(raw)}
-    _torch_memo.keep(generator, raw, answer)
-    return answer
+    return {'words': _text(raw)}
 
 
 def _torch_words(saved: dict[str, Any]) -> bytes:
@@ -292,20 +173,15 @@ def _torch_words(saved: dict[str, Any]) -> bytes:
     return bytes(raw)
 
 
-def _numpy_address(generator: Any) -> int:
-    return int(generator.ctypes.state_address)
-
-
 @functools.lru_cache(maxsize=4)
-def _seeded_python(seed: int) -> bytes:
-    """Return the raw words of Python's generator seeded with ``seed``."""
-    internal = random.Random(seed).getstate()[1]
-    return _raw_python(struct.pack(f'<{len(internal)}I', *internal))
+def _seeded_python(seed: int) -> tuple[int, ...]:
+    """Return the words of Python's generator seeded with ``seed``."""
+    return random.Random(seed).getstate()[1]  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=4)
 def _seeded_numpy(seed: int) -> bytes | None:
-    """Return the raw words of NumPy's legacy generator seeded with ``seed``."""
+    """Return the words and position of NumPy's generator seeded with ``seed``."""
     import numpy
 
     if not 0 <= seed < 2**32:
@@ -315,17 +191,13 @@ def _seeded_numpy(seed: int) -> bytes | None:
     return bytes(keys.astype('<u4').tobytes() + struct.pack('<i', int(pos)))
 
 
-def _raw_python(packed: bytes) -> bytes:
-    return packed[-4:] + packed[:-4]
-
-
 def _set_earlier_states(states: dict[str, Any]) -> None:
     """Restore the states of formats 1 (lists) and 2 (one uint8 tensor of words)."""
     python_words: Any = None
     numpy_keys: Any = None
     torch_state: Any = states.get('torch')  # format 1: a tensor
     if 'words' in states:  # format 2
-        words = _tensor_bytes(states['words'].cpu())
+        words = _tensor_bytes(states['words'])
         python_size, numpy_size, torch_size = (int(n) for n in states['sizes'])
         python_words = struct.unpack(f'<{python_size // 4}I', words[:python_size])
         numpy_keys = words[python_size : python_size + numpy_size]
@@ -358,7 +230,7 @@ def _set_earlier_states(states: dict[str, Any]) -> None:
         )
 
 
-def _text(words: Any) -> str:
+def _text(words: bytes) -> str:
     return base64.b64encode(words).decode('ascii')
 
 
@@ -367,9 +239,14 @@ def _bytes(text: str) -> bytes:
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    """Return a CPU uint8 tensor's bytes (without NumPy, which is optional)."""
-    tensor = tensor.contiguous()
-    return ctypes.string_at(tensor.data_ptr(), tensor.numel())
+    """Return a uint8 tensor's bytes, through NumPy when it is installed."""
+    tensor = tensor.detach().cpu().contiguous()
+    if _numpy() is not None:
+        try:
+            return bytes(tensor.numpy().tobytes())
+        except RuntimeError:  # torch built without NumPy support
+            pass
+    return bytes(tensor.tolist())
 
 
 def _uint8(data: bytes) -> torch.Tensor:

@@ -154,7 +154,7 @@ class ModelRunner(Generic[Input, Target, Output]):
             event = log_events.ActorRegisterEvent(
                 self.name, self.model.name, run.id, self.describe()
             )
-            get_host().broadcast('on_actor_register', event)
+            get_host().on_actor_register(event)
 
     def _run_epoch(
         self, *, store_outputs: bool = False, done: int = 0, discard: int = 0
@@ -171,7 +171,7 @@ class ModelRunner(Generic[Input, Target, Output]):
         """
         host = get_host()
         device = self.model.device
-        progress = self.reports and bool(host.manager.hook.on_batch_end.get_hookimpls())
+        progress = self.reports and host.handles_batches()
         n_batches = len(self.loader)
         if not done:
             self.objective.reset()
@@ -189,7 +189,7 @@ class ModelRunner(Generic[Input, Target, Output]):
                 event = log_events.IterateBatchEvent(
                     self.name, batch, n_batches, _batch_size(inputs), self._live_metrics
                 )
-                host.broadcast('on_batch_end', event)
+                host.on_batch_end(event)
         if batch == 0:
             raise exceptions.TrainingError(
                 f'{self.name}: the loader of model {self.model.name!r} yielded no '
@@ -227,8 +227,7 @@ class ModelRunner(Generic[Input, Target, Output]):
             module.train(was_training)
 
     def _report(self) -> None:
-        get_host().broadcast(
-            'on_metrics',
+        get_host().on_metrics(
             log_events.MetricsEvent(
                 self.model.name,
                 self.name,
@@ -302,12 +301,10 @@ class Test(Evaluation[Input, Target, Output]):
         host = get_host()
         epoch = self.model.epoch
         name = self.model.name
-        host.broadcast(
-            'on_test_start', log_events.TestStartEvent(name, self.name, epoch)
-        )
+        host.on_test_start(log_events.TestStartEvent(name, self.name, epoch))
         metrics = self._evaluate(store_outputs=store_outputs)
         self._report()
-        host.broadcast('on_test_end', log_events.TestEndEvent(name, self.name, epoch))
+        host.on_test_end(log_events.TestEndEvent(name, self.name, epoch))
         return metrics
 
 

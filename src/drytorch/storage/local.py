@@ -14,14 +14,18 @@ over.
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from drytorch import hookimpl
 from drytorch.core import exceptions, files
 from drytorch.core.checkpointing import CheckpointLocation
-from drytorch.hookspecs._markers import hookimpl
+
+if TYPE_CHECKING:
+    from drytorch.core.run_view import RunView
 
 _FILE = re.compile(r'epoch_(\d+)(?:_batch_([1-9]\d*))?\.pt')
 
@@ -116,3 +120,31 @@ def delete_checkpoint(
         return None
     file.unlink(missing_ok=True)
     return True
+
+
+@hookimpl(trylast=True)
+def checkpoint_digest(
+    location: CheckpointLocation, epoch: int, batch: int
+) -> str | None:
+    """Return the SHA-256 of the checkpoint file; ``None`` if there is none.
+
+    Raises:
+        CheckpointError: a symbolic link is in place of the file. This backend
+            never writes one, so it is not followed.
+    """
+    file = path(location, epoch, batch)
+    if file.is_symlink():
+        raise exceptions.CheckpointError(
+            f'symbolic link: {file} is a link, and this backend never writes one'
+        )
+    if not file.is_file():
+        return None
+    with file.open('rb') as opened:
+        return hashlib.file_digest(opened, 'sha256').hexdigest()
+
+
+@hookimpl(trylast=True)
+def run_outputs(run: RunView) -> dict[str, str] | None:
+    """Name the folder of the run's checkpoints, once there is one."""
+    found = run.par_dir / 'checkpoints' / run.experiment / run.id
+    return {'checkpoints': str(found)} if found.is_dir() else None

@@ -1,33 +1,47 @@
-"""What file-writing trackers share: where a run's output goes, and metric loading.
+"""What file-writing trackers share: where a run's output goes, and metric histories.
 
 Every tracker that writes files puts a run's output in
 ``<par_dir>/<kind>/<experiment>/<run id>/``, where ``par_dir`` is the tracker's
 own folder when given, else the experiment's. A resumed run finds its folder
 again, so trackers append to what is there and never clobber it.
+
+``Dumper`` computes that folder from the ``RunView`` its hooks receive
+(``folder(run)``, ``run_dir(run)``) and answers the ``run_outputs`` query with
+it, so that ``drytorch show`` lists where each tracker wrote. It implements no
+tracking hook: a subclass implements the ones it needs, and never has to call
+``super()`` in them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import pathlib
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from drytorch.core import exceptions, files, log_events, scope, tracking
+from drytorch import hookimpl
+from drytorch.core import files, tracking
+
+if TYPE_CHECKING:
+    from drytorch.core.run_view import RunView
 
 __all__ = ['Dumper', 'MetricHistory', 'MetricLoader', 'RunInfo']
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunInfo:
-    """The run a tracker is writing for, taken from its ``RunStartEvent``."""
+    """The names that place a run's output: experiment, run id and folder."""
 
     experiment_name: str
     run_id: str
     par_dir: pathlib.Path
     resumed: bool
+
+    @classmethod
+    def of(cls, run: RunView) -> RunInfo:
+        """Return the information of the run that ``run`` views."""
+        return cls(run.experiment, run.id, run.par_dir, run.resumed)
 
 
 @dataclasses.dataclass
@@ -57,7 +71,7 @@ class MetricHistory:
 
 
 class MetricLoader(Protocol):
-    """A tracker that can read back the metrics it stored (for plots, the CLI)."""
+    """An object that reads back the metrics of a run by its names."""
 
     def load_metrics(
         self, experiment_name: str, run_id: str
@@ -72,8 +86,12 @@ class Dumper(tracking.Tracker):
     Args:
         par_dir: the folder to write in; defaults to the experiment's.
 
-    Subclasses set ``kind`` and handle events in ``notify``; they call
-    ``super().notify(event)`` first so that ``run`` and ``run_dir`` are kept.
+    Subclasses set ``kind`` and implement the tracking hooks they need as
+    ``@drytorch.hookimpl`` methods, taking the run (a ``drytorch.RunView``)
+    when they write: ``self.run_dir(run)`` is their folder. ``Dumper``
+    implements no tracking hook, so a subclass never calls ``super()`` in
+    one. It answers ``run_outputs`` with ``output_location(run)``, the run's
+    folder; override ``output_location`` to name another place (a database).
     """
 
     kind = 'outputs'
@@ -81,58 +99,58 @@ class Dumper(tracking.Tracker):
     def __init__(self, par_dir: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         self.par_dir = pathlib.Path(par_dir).resolve() if par_dir is not None else None
-        self._run: RunInfo | None = None
         # kept after the run stops, so that its metrics can still be loaded
         self._last_par_dir: pathlib.Path | None = None
+        self._swept: set[pathlib.Path] = set()  # of stale temporaries, once each
 
-    @property
-    def run(self) -> RunInfo:
-        """The run being tracked.
+    def location(
+        self,
+        experiment_name: str,
+        run_id: str,
+        par_dir: str | os.PathLike[str] | None = None,
+    ) -> pathlib.Path:
+        """Return the folder of a run's output by its names (it may not exist).
 
-        Raises:
-            TrackerError: no run of this tracker's experiment is active.
+        It lies under this tracker's ``par_dir`` if given, else ``par_dir``,
+        else the experiment folder of the last run this tracker wrote for,
+        else the working directory.
         """
-        if self._run is None:
-            raise exceptions.TrackerError(
-                f'{self.name} is not tracking a run: start a run of its experiment.'
-            )
-        return self._run
-
-    def folder(self, experiment_name: str, run_id: str) -> pathlib.Path:
-        """Return the folder of a run's output (it may not exist)."""
-        root = self.par_dir or (
-            self._run.par_dir if self._run else self._last_par_dir or pathlib.Path('.')
-        )
+        root = self.par_dir
+        if root is None:
+            if par_dir is not None:
+                root = pathlib.Path(par_dir)
+            else:
+                root = self._last_par_dir or pathlib.Path('.')
         return root / self.kind / experiment_name / run_id
 
-    @property
-    def run_dir(self) -> pathlib.Path:
-        """The folder of the active run's output, created on first use."""
-        path = self.folder(self.run.experiment_name, self.run.run_id)
+    def folder(self, run: RunView) -> pathlib.Path:
+        """Return the folder of ``run``'s output (it may not exist yet).
+
+        The first time this tracker asks for a folder, the temporary files
+        that a killed process left there (half-written files) are removed.
+        """
+        self._last_par_dir = run.par_dir
+        path = self.location(run.experiment, run.id, run.par_dir)
+        if path not in self._swept:
+            self._swept.add(path)
+            files.remove_stale_temporaries(path)
+        return path
+
+    def run_dir(self, run: RunView) -> pathlib.Path:
+        """Return the folder of ``run``'s output, created on first use.
+
+        Raises:
+            OSError: the folder cannot be created.
+        """
+        path = self.folder(run)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @functools.singledispatchmethod
-    def notify(self, event: object) -> None:
-        """Keep track of the run; subclasses extend this."""
+    def output_location(self, run: RunView) -> pathlib.Path:
+        """Return where this tracker writes ``run``'s output (for people)."""
+        return self.folder(run)
 
-    @notify.register
-    def _(self, event: log_events.RunStartEvent) -> None:
-        self._run = RunInfo(
-            event.experiment_name, event.run_id, event.par_dir, event.resumed
-        )
-        self._last_par_dir = event.par_dir
-        # what a killed process of this run left half-written
-        files.remove_stale_temporaries(self.folder(event.experiment_name, event.run_id))
-        active = scope.active_run()
-        if active is not None:  # `drytorch show` lists where each tracker wrote
-            outputs = active.summary.setdefault('outputs', {})
-            outputs[self.name] = str(self.output_location())
-
-    def output_location(self) -> pathlib.Path:
-        """Where this tracker writes the active run's output (for people)."""
-        return self.folder(self.run.experiment_name, self.run.run_id)
-
-    @notify.register
-    def _(self, event: log_events.RunStopEvent) -> None:
-        self._run = None
+    @hookimpl
+    def run_outputs(self, run: RunView) -> Mapping[str, str]:
+        """Answer the query hook: ``{name: output location}`` for ``drytorch show``."""
+        return {self.name: str(self.output_location(run))}

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import functools
 import hashlib
 import io
 import math
@@ -45,10 +44,15 @@ import pathlib
 import re
 import warnings
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from drytorch.core import exceptions, files, log_events
+from drytorch import hookimpl
+from drytorch.core import exceptions, files
 from drytorch.trackers import base
+
+if TYPE_CHECKING:
+    from drytorch.core import log_events
+    from drytorch.core.run_view import RunView
 
 __all__ = ['HEADER', 'CSVColumnsWarning', 'CSVDumper', 'CSVWriteWarning']
 
@@ -78,6 +82,21 @@ class _Sheet:
     handle: TextIO
 
 
+@dataclasses.dataclass
+class _Session:
+    """What the tracker writes for one session of a run: its open files."""
+
+    run: RunView
+    sheets: dict[tuple[str, str], _Sheet] = dataclasses.field(default_factory=dict)
+    stopped: bool = False  # writing failed in this session; warned once
+
+    def close(self) -> None:
+        for sheet in self.sheets.values():
+            with contextlib.suppress(OSError):
+                sheet.handle.close()
+        self.sheets.clear()
+
+
 class CSVDumper(base.Dumper):
     """Writes each model's metrics, one CSV file per source, one row per epoch.
 
@@ -89,36 +108,31 @@ class CSVDumper(base.Dumper):
 
     def __init__(self, par_dir: str | os.PathLike[str] | None = None) -> None:
         super().__init__(par_dir)
-        self._sheets: dict[tuple[str, str], _Sheet] = {}
-        self._stopped = False  # writing failed in this run; warned once
+        self._session: _Session | None = None
 
-    @functools.singledispatchmethod
-    def notify(self, event: object) -> None:
-        """Write metrics; leave run tracking to ``Dumper``."""
-        super().notify(event)
+    @hookimpl
+    def on_run_start(self, run: RunView) -> None:
+        """Forget the files of an earlier run; the run's files open on first use."""
+        self._begin(run)
 
-    @notify.register
-    def _(self, event: log_events.RunStartEvent) -> None:
-        super().notify(event)
-        self._close_all()
-        self._stopped = False
+    @hookimpl
+    def on_run_stop(self) -> None:
+        """Close the run's files."""
+        self._end()
 
-    @notify.register
-    def _(self, event: log_events.RunStopEvent) -> None:
-        self._close_all()
-        super().notify(event)
-
-    @notify.register
-    def _(self, event: log_events.MetricsEvent) -> None:
-        if self._stopped or self._run is None:
+    @hookimpl
+    def on_metrics(self, event: log_events.MetricsEvent, run: RunView) -> None:
+        """Write one row to the file of the event's model and source."""
+        session = self._current(run)
+        if session.stopped:
             return
         try:
-            self._write(event)
+            self._write(session, event)
         except exceptions.UnsafePathError:
-            self._close_all()
+            self._end()
             raise  # not a write failure to warn about: the tracker must go
         except (OSError, ValueError, csv.Error) as error:  # never stop training
-            self._stop_writing(error)
+            self._stop_writing(session, error)
 
     def load_metrics(
         self, experiment_name: str, run_id: str
@@ -133,7 +147,7 @@ class CSVDumper(base.Dumper):
             UnsafePathError: a file or folder of the run's layout is a
                 symbolic link.
         """
-        folder = self.folder(experiment_name, run_id)
+        folder = self.location(experiment_name, run_id)
         files.refuse_links(folder, 'CSVDumper', depth=3)
         if not folder.is_dir():
             return {}
@@ -166,15 +180,34 @@ class CSVDumper(base.Dumper):
                     series.extend([math.nan] * (len(history.epochs) - len(series)))
         return histories
 
-    def _write(self, event: log_events.MetricsEvent) -> None:
+    def _begin(self, run: RunView) -> _Session:
+        """Start writing for a session of ``run``: nothing of another stays open."""
+        self._end()
+        self._session = _Session(run)
+        return self._session
+
+    def _current(self, run: RunView) -> _Session:
+        """Return the session of ``run``, begun now if its start was not seen."""
+        session = self._session
+        if session is None or session.run is not run:
+            session = self._begin(run)
+        return session
+
+    def _end(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    def _write(self, session: _Session, event: log_events.MetricsEvent) -> None:
         key = (event.model_name, event.source_name)
         names = list(event.metrics)
-        sheet = self._sheets.get(key)
+        sheets = session.sheets
+        sheet = sheets.get(key)
         if sheet is None:
-            sheet = self._sheets[key] = self._open(*key, names)
+            sheet = sheets[key] = self._open(session.run, *key, names)
         elif not set(names) <= set(sheet.columns):
             sheet.handle.close()
-            sheet = self._sheets[key] = self._next_part(sheet.path, names)
+            sheet = sheets[key] = self._next_part(sheet.path, names)
         if sheet.last_epoch is not None and event.epoch <= sheet.last_epoch:
             sheet.handle.close()
             header, rows, _ = _read(sheet.path)
@@ -186,13 +219,11 @@ class CSVDumper(base.Dumper):
         sheet.handle.flush()
         sheet.last_epoch = event.epoch
 
-    def _open(self, model: str, source: str, names: list[str]) -> _Sheet:
+    def _open(self, run: RunView, model: str, source: str, names: list[str]) -> _Sheet:
         """Continue the file of ``model`` and ``source``, or start it."""
         # the kind, experiment and run folders: checked before run_dir makes them
-        files.refuse_links(
-            self.folder(self.run.experiment_name, self.run.run_id), 'CSVDumper', depth=3
-        )
-        folder = self.run_dir
+        files.refuse_links(self.folder(run), 'CSVDumper', depth=3)
+        folder = self.run_dir(run)
         stem = f'{_safe(model)}_{_safe(source)}'
         owner = _owner(folder / f'{stem}.csv')
         if owner is not None and owner != (model, source):  # a plain-name clash
@@ -222,25 +253,17 @@ class CSVDumper(base.Dumper):
         )
         return _create(new_path, names)
 
-    def _stop_writing(self, error: Exception) -> None:
-        self._stopped = True
-        self._close_all()
-        where = getattr(error, 'filename', None) or self.folder(
-            self.run.experiment_name, self.run.run_id
-        )
+    def _stop_writing(self, session: _Session, error: Exception) -> None:
+        session.stopped = True
+        session.close()
+        where = getattr(error, 'filename', None) or self.folder(session.run)
         reason = getattr(error, 'strerror', None) or error
         warnings.warn(
             f'{self.name} cannot write {where} ({reason}); it stops writing '
-            f'metrics for run {self.run.run_id!r}. Training goes on.',
+            f'metrics for run {session.run.id!r}. Training goes on.',
             CSVWriteWarning,
             stacklevel=2,
         )
-
-    def _close_all(self) -> None:
-        for sheet in self._sheets.values():
-            with contextlib.suppress(OSError):
-                sheet.handle.close()
-        self._sheets.clear()
 
     def __repr__(self) -> str:
         par_dir = str(self.par_dir) if self.par_dir is not None else None

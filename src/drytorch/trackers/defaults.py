@@ -11,8 +11,8 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from drytorch import hookimpl
 from drytorch.core.tracking import Tracker, build_available
-from drytorch.hookspecs._markers import hookimpl
 
 _TYPES = {
     'BuiltinLogger': 'drytorch.trackers.logging',

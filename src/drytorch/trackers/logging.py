@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from drytorch.core import log_events, tracking
+from drytorch import hookimpl
+from drytorch.core import tracking
+
+if TYPE_CHECKING:
+    from drytorch.core import log_events
 
 __all__ = [
     'DETAIL',
@@ -128,21 +131,20 @@ class BuiltinLogger(tracking.Tracker):
         if level >= self.level:
             self._logger.log(level, message, *args)
 
-    @functools.singledispatchmethod
-    def notify(self, event: object) -> None:
-        """Log the events this tracker knows; ignore the others."""
-
-    @notify.register
-    def _(self, event: log_events.RunStartEvent) -> None:
+    @hookimpl
+    def on_run_start(self, event: log_events.RunStartEvent) -> None:
+        """Log the run line."""
         self.log(RUN, 'Running experiment: %s.', event.experiment_name)
 
-    @notify.register
-    def _(self, event: log_events.RunStopEvent) -> None:
+    @hookimpl
+    def on_run_stop(self, event: log_events.RunStopEvent) -> None:
+        """Log how the run ended."""
         suffix = f': {event.error}' if event.error else '.'
         self.log(DETAIL, 'Run %s %s%s', event.run_id, event.status, suffix)
 
-    @notify.register
-    def _(self, event: log_events.ModelRegisterEvent) -> None:
+    @hookimpl
+    def on_model_register(self, event: log_events.ModelRegisterEvent) -> None:
+        """Log the model and its size."""
         self.log(
             DETAIL,
             'Model %s registered (%d parameters).',
@@ -150,8 +152,9 @@ class BuiltinLogger(tracking.Tracker):
             event.n_parameters,
         )
 
-    @notify.register
-    def _(self, event: log_events.TrainingStartEvent) -> None:
+    @hookimpl
+    def on_training_start(self, event: log_events.TrainingStartEvent) -> None:
+        """Log the epochs to train."""
         self.log(
             DETAIL,
             'Training %s from epoch %d to %d.',
@@ -160,20 +163,23 @@ class BuiltinLogger(tracking.Tracker):
             event.end_epoch,
         )
 
-    @notify.register
-    def _(self, event: log_events.EpochStartEvent) -> None:
+    @hookimpl
+    def on_epoch_start(self, event: log_events.EpochStartEvent) -> None:
+        """Log the epoch header."""
         width = len(str(event.end_epoch))
         self.log(METRICS, 'Epoch: %*d / %d', width, event.epoch, event.end_epoch)
 
-    @notify.register
-    def _(self, event: log_events.MetricsEvent) -> None:
+    @hookimpl
+    def on_metrics(self, event: log_events.MetricsEvent) -> None:
+        """Log the metrics of one source."""
         values = '\t'.join(
             f'{name}={value:.4e}' for name, value in event.metrics.items()
         )
         self.log(METRICS, '%s: %s', event.source_name, values)
 
-    @notify.register
-    def _(self, event: log_events.TerminationEvent) -> None:
+    @hookimpl
+    def on_termination(self, event: log_events.TerminationEvent) -> None:
+        """Log why training stopped early."""
         self.log(
             RUN,
             '%s terminated training at epoch %d: %s.',
@@ -182,12 +188,14 @@ class BuiltinLogger(tracking.Tracker):
             event.reason,
         )
 
-    @notify.register
-    def _(self, event: log_events.TestStartEvent) -> None:
+    @hookimpl
+    def on_test_start(self, event: log_events.TestStartEvent) -> None:
+        """Log the test."""
         self.log(METRICS, 'Testing %s at epoch %d.', event.model_name, event.epoch)
 
-    @notify.register
-    def _(self, event: log_events.LearningRateEvent) -> None:
+    @hookimpl
+    def on_learning_rate(self, event: log_events.LearningRateEvent) -> None:
+        """Log the new learning rates."""
         rates = ', '.join(f'{rate:.3e}' for rate in event.learning_rates)
         self.log(
             DETAIL,
@@ -197,10 +205,24 @@ class BuiltinLogger(tracking.Tracker):
             event.reason,
         )
 
-    @notify.register
-    def _(self, event: log_events.CheckpointEvent) -> None:
-        actions = {'save': 'saved to', 'load': 'loaded from', 'delete': 'deleted from'}
-        level = DETAIL if event.action == 'delete' else METRICS
+    @hookimpl
+    def on_checkpoint_save(self, event: log_events.CheckpointEvent) -> None:
+        """Log where the checkpoint was saved."""
+        self._checkpoint(event, 'saved to')
+
+    @hookimpl
+    def on_checkpoint_load(self, event: log_events.CheckpointEvent) -> None:
+        """Log where the checkpoint was loaded from."""
+        self._checkpoint(event, 'loaded from')
+
+    @hookimpl
+    def on_checkpoint_delete(self, event: log_events.CheckpointEvent) -> None:
+        """Log the checkpoint that retention deleted."""
+        self._checkpoint(event, 'deleted from', DETAIL)
+
+    def _checkpoint(
+        self, event: log_events.CheckpointEvent, action: str, level: int = METRICS
+    ) -> None:
         where = f' batch {event.batch}' if event.batch else ''
         self.log(
             level,
@@ -208,6 +230,6 @@ class BuiltinLogger(tracking.Tracker):
             event.model_name,
             event.epoch,
             where,
-            actions[event.action],
+            action,
             event.location,
         )

@@ -22,7 +22,6 @@ nothing per batch.
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import os
 import pathlib
@@ -31,12 +30,16 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from drytorch.core import exceptions, files, log_events, scope
+from drytorch import hookimpl
+from drytorch.core import exceptions, files
 from drytorch.trackers.base import Dumper, MetricHistory, MetricLoader
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from drytorch.core import log_events
+    from drytorch.core.run_view import RunView
 
 __all__ = [
     'MissingPlotDependencyError',
@@ -48,7 +51,7 @@ __all__ = [
 ]
 
 Histories = Mapping[str, Mapping[str, MetricHistory]]
-"""``{model: {source: history}}``, as ``MetricLoader.load_metrics`` returns."""
+"""``{model: {source: history}}``, as ``RunView.metric_history()`` returns."""
 
 _UNSAFE = re.compile(r'[^\w.\-]+')
 
@@ -271,16 +274,22 @@ class PlotTracker(Dumper):
 
     Files: ``<par_dir>/plots/<experiment>/<run id>/<model>-<metric>.png``.
 
+    The tracker keeps the history of the metrics it receives. When a run
+    resumes, the history of its earlier sessions is loaded once, through the
+    ``load_metrics`` hook (``run.metric_history()``: the files of a CSV or
+    SQLite tracker the run had, or any plugin that stores metrics), so the
+    curves still start at the first epoch; without one, only the metrics seen
+    in this process are drawn.
+
     Args:
         par_dir: the folder to write in; defaults to the experiment's.
         every_epoch: redraw a model's curves at the end of each of its epochs
             (some tens of milliseconds per file); when False, only at run stop.
             Curves are always saved when the run stops.
         metric: the metric to draw; ``None`` draws every metric.
-        loader: where a resumed run's earlier metrics come from. By default,
-            the first tracker of the experiment with a ``load_metrics`` method
-            (a CSV or SQLite tracker); without one, only the metrics seen in
-            this process are drawn.
+        loader: where a resumed run's earlier metrics come from instead of
+            the ``load_metrics`` hook (an object with
+            ``load_metrics(experiment_name, run_id)``, such as a ``CSVDumper``).
 
     A failed save gives a warning naming the file and never stops training.
 
@@ -303,58 +312,51 @@ class PlotTracker(Dumper):
         self.metric = metric
         self.loader = loader
         self.histories: dict[str, dict[str, MetricHistory]] = {}
+        self._session: RunView | None = None
         self._tracked: tuple[str, str] | None = None  # (experiment, run id)
-        self._reload_pending = False
         self._warned_models: set[str] = set()  # no data for the metric
         self._warned_paths: set[str] = set()  # could not save
 
-    @functools.singledispatchmethod
-    def notify(self, event: object) -> None:
-        """Collect metrics and save curves; other events only update the run."""
-        super().notify(event)
+    @hookimpl
+    def on_run_start(self, run: RunView) -> None:
+        """Start the run's curves; a resumed run's begin with its earlier epochs."""
+        self._begin(run)
 
-    @notify.register
-    def _(self, event: log_events.RunStartEvent) -> None:
-        super().notify(event)
-        key = (event.experiment_name, event.run_id)
-        if not (event.resumed and key == self._tracked):
-            self.histories = {}  # a new run, or one this process did not see
-        self._tracked = key
-        # reload later: other trackers may not know about the run yet
-        self._reload_pending = event.resumed
-        self._warned_models.clear()
-        self._warned_paths.clear()
-
-    @notify.register
-    def _(self, event: log_events.MetricsEvent) -> None:
-        self._reload()
+    @hookimpl
+    def on_metrics(self, event: log_events.MetricsEvent, run: RunView) -> None:
+        """Add the event's metrics to the model's history."""
+        self._current(run)
         sources = self.histories.setdefault(event.model_name, {})
         history = sources.setdefault(event.source_name, MetricHistory())
         history.add(event.epoch, event.metrics)
 
-    @notify.register
-    def _(self, event: log_events.EpochEndEvent) -> None:
+    @hookimpl
+    def on_epoch_end(self, event: log_events.EpochEndEvent, run: RunView) -> None:
+        """Redraw the curves of the model whose epoch ended (``every_epoch``)."""
         if self.every_epoch:
-            self.save([event.model_name])
+            self.save(run, [event.model_name])
 
-    @notify.register
-    def _(self, event: log_events.RunStopEvent) -> None:
-        self.save()
-        super().notify(event)
+    @hookimpl
+    def on_run_stop(self, run: RunView) -> None:
+        """Save every curve of the run."""
+        self.save(run)
+        self._session = None
 
-    def save(self, models: Iterable[str] | None = None) -> list[pathlib.Path]:
-        """Save the curves of ``models`` (default: all) in the run's folder.
+    def save(
+        self, run: RunView, models: Iterable[str] | None = None
+    ) -> list[pathlib.Path]:
+        """Save the curves of ``models`` (default: all) in ``run``'s folder.
 
-        Failures give a warning (once per file and run) and return no path.
+        Failures give a warning (once per file and session) and return no path.
         """
-        self._reload()
+        self._current(run)
         names = list(self.histories) if models is None else list(models)
         selected = {m: self.histories[m] for m in names if m in self.histories}
         written = []
         try:
-            folder = self.run_dir
+            folder = self.run_dir(run)
         except Exception as error:
-            self._warn_failure(self.folder(*self._run_key()), error)
+            self._warn_failure(self.folder(run), error)
             return []
         for model, name in _curves(selected, self.metric, self._warned_models):
             path = folder / f'{_safe(model)}-{_safe(name)}.png'
@@ -366,8 +368,45 @@ class PlotTracker(Dumper):
                 written.append(path)
         return written
 
-    def _run_key(self) -> tuple[str, str]:
-        return self._tracked or ('?', '?')
+    def _begin(self, run: RunView) -> None:
+        """Start a session of ``run``; load the earlier history if it resumed."""
+        key = (run.experiment, run.id)
+        if not (run.resumed and key == self._tracked):
+            self.histories = {}  # a new run, or one this process did not see
+        self._session = run
+        self._tracked = key
+        self._warned_models.clear()
+        self._warned_paths.clear()
+        if run.resumed:
+            self._load_earlier(run)
+
+    def _current(self, run: RunView) -> None:
+        """Begin the session of ``run`` if its start was not seen."""
+        if run is not self._session:
+            self._begin(run)
+
+    def _load_earlier(self, run: RunView) -> None:
+        """Put a resumed run's recorded metrics under those of this session."""
+        source = repr(self.loader) if self.loader is not None else 'load_metrics'
+        try:
+            if self.loader is not None:
+                loaded: Histories = self.loader.load_metrics(run.experiment, run.id)
+            else:
+                loaded = run.metric_history()
+        except Exception as error:
+            warnings.warn(
+                f'{self.name} could not load the earlier metrics of run '
+                f'{run.id!r} from {source}: {type(error).__name__}: '
+                f'{error}. The curves start from this session.',
+                exceptions.DryTorchWarning,
+                stacklevel=2,
+            )
+            return
+        if loaded:
+            self.histories = {
+                model: {s: copy.deepcopy(h) for s, h in sources.items()}
+                for model, sources in loaded.items()
+            }
 
     def _warn_failure(self, path: pathlib.Path, error: Exception) -> None:
         if str(path) in self._warned_paths:
@@ -379,43 +418,6 @@ class PlotTracker(Dumper):
             exceptions.DryTorchWarning,
             stacklevel=2,
         )
-
-    def _find_loader(self) -> MetricLoader | None:
-        if self.loader is not None:
-            return self.loader
-        run = scope.active_run()
-        if run is None:
-            return None
-        for tracker in run.experiment.trackers:
-            if tracker is not self and callable(getattr(tracker, 'load_metrics', None)):
-                found: MetricLoader = tracker
-                return found
-        return None
-
-    def _reload(self) -> None:
-        """Put a resumed run's earlier metrics under those seen in this process."""
-        if not self._reload_pending or self._tracked is None:
-            return
-        self._reload_pending = False
-        loader = self._find_loader()
-        if loader is None:
-            return
-        try:
-            loaded = loader.load_metrics(*self._tracked)
-        except Exception as error:
-            warnings.warn(
-                f'{self.name} could not load the earlier metrics of run '
-                f'{self._tracked[1]!r} from {loader!r}: {type(error).__name__}: '
-                f'{error}. The curves start from this session.',
-                exceptions.DryTorchWarning,
-                stacklevel=2,
-            )
-            return
-        if loaded:
-            self.histories = {
-                model: {s: copy.deepcopy(h) for s, h in sources.items()}
-                for model, sources in loaded.items()
-            }
 
     def __repr__(self) -> str:
         return (

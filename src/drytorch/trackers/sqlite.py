@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
+import datetime
 import math
 import os
 import pathlib
@@ -64,10 +64,15 @@ import sqlite3
 import tempfile
 import warnings
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from drytorch.core import exceptions, files, log_events
+from drytorch import hookimpl
+from drytorch.core import exceptions, files
 from drytorch.trackers import base
+
+if TYPE_CHECKING:
+    from drytorch.core import log_events
+    from drytorch.core.run_view import RunView
 
 __all__ = ['DEFAULT_NAME', 'SCHEMA_VERSION', 'SQLiteTracker', 'SQLiteWarning']
 
@@ -142,63 +147,61 @@ class SQLiteTracker(base.Dumper):
         super().__init__()
         self.path = pathlib.Path(path).resolve() if path is not None else None
         self.timeout = timeout
-        self._connection: sqlite3.Connection | None = None
-        self._run_row: int | None = None
-        self._source_rows: dict[tuple[str, str], int] = {}
-        self._pending: list[_Row] = []
-        self._broken = False  # unusable for this run; warned once
-        self._warned_locked = False
-        self._created = ''  # the run's start time, for a new run row
+        self._session: _Session | None = None
+        self._database: pathlib.Path | None = None  # of the last run
 
     @property
     def database(self) -> pathlib.Path:
-        """The database file of the active (or last) run."""
-        if self.path is not None:
-            return self.path
-        root = self._run.par_dir if self._run else self._last_par_dir
-        return (root or pathlib.Path('.')).resolve() / DEFAULT_NAME
+        """The database file of the active (or last) run.
 
-    def output_location(self) -> pathlib.Path:
+        Before any run, the given path, else ``metrics.db`` in the working
+        directory.
+        """
+        if self._database is not None:
+            return self._database
+        return self.path or pathlib.Path('.').resolve() / DEFAULT_NAME
+
+    def database_of(self, run: RunView) -> pathlib.Path:
+        """Return the database file that ``run``'s metrics go to."""
+        return self.path or run.par_dir.resolve() / DEFAULT_NAME
+
+    def output_location(self, run: RunView) -> pathlib.Path:
         """Return the database file (for people and ``drytorch show``)."""
-        return self.database
+        return self.database_of(run)
 
-    @functools.singledispatchmethod
-    def notify(self, event: object) -> None:
-        """Store metrics; leave run tracking to ``Dumper``."""
-        super().notify(event)
+    @hookimpl
+    def on_run_start(self, event: log_events.RunStartEvent, run: RunView) -> None:
+        """List the run in the database, even before its first metrics."""
+        session = self._begin(run, event.timestamp.isoformat())
+        self._flush(session)
 
-    @notify.register
-    def _(self, event: log_events.RunStartEvent) -> None:
-        super().notify(event)
-        self._close()
-        self._broken = self._warned_locked = False
-        self._pending.clear()
-        self._created = event.timestamp.isoformat()
-        self._flush()  # the run is listed even before its first metrics
-
-    @notify.register
-    def _(self, event: log_events.RunStopEvent) -> None:
-        self._flush()
-        if self._pending and not self._broken:
-            epochs = sorted({row.epoch for row in self._pending})
+    @hookimpl
+    def on_run_stop(self) -> None:
+        """Write what waits; warn about rows a lock kept out; close the database."""
+        session = self._session
+        if session is None:
+            return
+        self._flush(session)
+        if session.pending and not session.broken:
+            epochs = sorted({row.epoch for row in session.pending})
             self._warn(
-                f'{len(self._pending)} metric rows (epochs {epochs}) of run '
-                f'{event.run_id!r} could not be written to {self.database}: it '
+                f'{len(session.pending)} metric rows (epochs {epochs}) of run '
+                f'{session.run.id!r} could not be written to {session.database}: it '
                 'stayed locked.'
             )
-        self._pending.clear()
-        self._close()
-        super().notify(event)
+        self._end()
 
-    @notify.register
-    def _(self, event: log_events.MetricsEvent) -> None:
-        if self._broken or self._run is None:
+    @hookimpl
+    def on_metrics(self, event: log_events.MetricsEvent, run: RunView) -> None:
+        """Write the event's metrics in one transaction (or keep them, if locked)."""
+        session = self._current(run)
+        if session.broken:
             return
         metrics = tuple((name, float(value)) for name, value in event.metrics.items())
-        self._pending.append(
+        session.pending.append(
             _Row(event.model_name, event.source_name, event.epoch, metrics)
         )
-        self._flush()
+        self._flush(session)
 
     def load_metrics(
         self, experiment_name: str, run_id: str
@@ -252,38 +255,60 @@ class SQLiteTracker(base.Dumper):
                 f'Cannot read metrics from {file}: {error}.'
             ) from error
 
-    def _flush(self) -> None:
+    def _begin(self, run: RunView, created: str | None = None) -> _Session:
+        """Start writing for a session of ``run``; close what another left open."""
+        self._end()
+        self._last_par_dir = run.par_dir
+        database = self._database = self.database_of(run)
+        when = created or datetime.datetime.now().astimezone().isoformat()
+        self._session = _Session(run, database, when)
+        return self._session
+
+    def _current(self, run: RunView) -> _Session:
+        """Return the session of ``run``, begun now if its start was not seen."""
+        session = self._session
+        if session is None or session.run is not run:
+            session = self._begin(run)
+        return session
+
+    def _end(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.pending.clear()
+            session.close()
+
+    def _flush(self, session: _Session) -> None:
         """Write the run row and pending metrics in one transaction."""
-        if self._broken or self._run is None:
+        if session.broken:
             return
-        if self._run_row is not None and not self._pending:
+        if session.run_row is not None and not session.pending:
             return  # nothing to write: no empty transaction
         try:
-            if self._connection is None:
-                self._connection = self._connect()
-            self._write(self._connection)
+            if session.connection is None:
+                session.connection = self._connect(session.database)
+            self._write(session, session.connection)
         except sqlite3.Error as error:
             if _is_busy(error):
-                if not self._warned_locked:
-                    self._warned_locked = True
+                if not session.warned_locked:
+                    session.warned_locked = True
                     self._warn(
-                        f'{self.database} is locked ({error}); the metrics wait '
-                        'in memory and are written when it is free.'
+                        f'{session.database} is locked ({error}); the metrics '
+                        'wait in memory and are written when it is free.'
                     )
                 return
-            self._give_up(error)
+            self._give_up(session, error)
         except exceptions.UnsafePathError:
             raise  # not a file to warn about: the tracker must go
         except (OSError, exceptions.TrackerError) as error:
-            self._give_up(error)
+            self._give_up(session, error)
 
-    def _connect(self) -> sqlite3.Connection:
-        self.database.parent.mkdir(parents=True, exist_ok=True)
+    def _connect(self, database: pathlib.Path) -> sqlite3.Connection:
+        database.parent.mkdir(parents=True, exist_ok=True)
         # SQLite follows links, and writes its journals beside their target
-        for file in (self.database, *(_side(self.database, s) for s in _SIDE_FILES)):
+        for file in (database, *(_side(database, s) for s in _SIDE_FILES)):
             files.refuse_links(file, 'SQLiteTracker')
         connection = sqlite3.connect(
-            self.database,
+            database,
             timeout=self.timeout,
             isolation_level=None,  # transactions are explicit
             check_same_thread=False,  # hooks may come from another thread
@@ -302,23 +327,19 @@ class SQLiteTracker(base.Dumper):
             raise
         return connection
 
-    def _write(self, connection: sqlite3.Connection) -> None:
-        run = self.run
+    def _write(self, session: _Session, connection: sqlite3.Connection) -> None:
+        run = session.run
         connection.execute('BEGIN IMMEDIATE')
         try:
-            run_row = self._run_row
+            run_row = session.run_row
             if run_row is None:
                 run_row = _ensure_run(
-                    connection,
-                    run.experiment_name,
-                    run.par_dir,
-                    run.run_id,
-                    self._created,
+                    connection, run.experiment, run.par_dir, run.id, session.created
                 )
             new_sources: dict[tuple[str, str], int] = {}
-            for row in self._pending:
+            for row in session.pending:
                 key = (row.model, row.source)
-                source = self._source_rows.get(key) or new_sources.get(key)
+                source = session.source_rows.get(key) or new_sources.get(key)
                 if source is None:
                     source = new_sources[key] = _ensure_source(
                         connection, run_row, *key
@@ -341,16 +362,16 @@ class SQLiteTracker(base.Dumper):
                 connection.execute('ROLLBACK')
             raise
         # remembered only once committed: a rolled-back row has no id
-        self._run_row = run_row
-        self._source_rows.update(new_sources)
-        self._pending.clear()
+        session.run_row = run_row
+        session.source_rows.update(new_sources)
+        session.pending.clear()
 
-    def _give_up(self, error: Exception) -> None:
-        self._broken = True
-        self._pending.clear()
-        self._close()
+    def _give_up(self, session: _Session, error: Exception) -> None:
+        session.broken = True
+        session.pending.clear()
+        session.close()
         self._warn(
-            f'{self.database} cannot be used ({type(error).__name__}: {error}); '
+            f'{session.database} cannot be used ({type(error).__name__}: {error}); '
             f'{self.name} stops writing for this run and leaves the file as it is. '
             'Training goes on.'
         )
@@ -358,17 +379,32 @@ class SQLiteTracker(base.Dumper):
     def _warn(self, message: str) -> None:
         warnings.warn(f'{self.name}: {message}', SQLiteWarning, stacklevel=3)
 
-    def _close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._connection.close()
-        self._connection = None
-        self._run_row = None
-        self._source_rows.clear()
-
     def __repr__(self) -> str:
         path = str(self.path) if self.path is not None else None
         return f'{type(self).__name__}(path={path!r})'
+
+
+@dataclasses.dataclass
+class _Session:
+    """What the tracker holds for one session of a run."""
+
+    run: RunView
+    database: pathlib.Path
+    created: str  # the session's start time, for a new run row
+    connection: sqlite3.Connection | None = None
+    run_row: int | None = None
+    source_rows: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    pending: list[_Row] = dataclasses.field(default_factory=list)
+    broken: bool = False  # unusable for this session; warned once
+    warned_locked: bool = False
+
+    def close(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.connection.close()
+        self.connection = None
+        self.run_row = None
+        self.source_rows.clear()
 
 
 def _side(database: pathlib.Path, suffix: str) -> pathlib.Path:

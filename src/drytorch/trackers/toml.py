@@ -16,19 +16,23 @@ gives one warning per run, and the run goes on.
 from __future__ import annotations
 
 import datetime
-import functools
 import os
 import pathlib
 import re
 import tomllib
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from drytorch.core import exceptions, files, log_events, scope, snapshot
+from drytorch import hookimpl
+from drytorch.core import exceptions, files, snapshot
 from drytorch.trackers import base
+
+if TYPE_CHECKING:
+    from drytorch.core import log_events
+    from drytorch.core.run_view import RunView
 
 __all__ = ['TomlDumper', 'file_name']
 
@@ -68,47 +72,56 @@ class TomlDumper(base.Dumper):
 
     def __init__(self, par_dir: str | os.PathLike[str] | None = None) -> None:
         super().__init__(par_dir)
-        self._warned = False
+        self._session: RunView | None = None  # the session written for
+        self._warned = False  # once per session
 
-    @functools.singledispatchmethod
-    def notify(self, event: object) -> None:
-        """Write the metadata an event carries; ignore other events."""
-        super().notify(event)
+    @hookimpl
+    def on_run_start(self, run: RunView) -> None:
+        """Write the run's configuration."""
+        self._begin(run)
 
-    @notify.register
-    def _(self, event: log_events.RunStartEvent) -> None:
-        super().notify(event)
-        self._warned = False
-        self._write(CONFIG_FILE, None, snapshot.to_toml(event.config))
+    @hookimpl
+    def on_run_stop(self) -> None:
+        """Forget the run."""
+        self._session = None
 
-    @notify.register
-    def _(self, event: log_events.RunStopEvent) -> None:
-        super().notify(event)
-        self._warned = False
-
-    @notify.register
-    def _(self, event: log_events.ModelRegisterEvent) -> None:
+    @hookimpl
+    def on_model_register(
+        self, event: log_events.ModelRegisterEvent, run: RunView
+    ) -> None:
+        """Write the model's architecture."""
         data = {
             'model': event.model_name,
             'n_parameters': event.n_parameters,
             'architecture': event.architecture,
         }
-        self._write(f'{ARCHITECTURE}.toml', event.model_name, data)
+        self._write(run, f'{ARCHITECTURE}.toml', event.model_name, data)
 
-    @notify.register
-    def _(self, event: log_events.ActorRegisterEvent) -> None:
+    @hookimpl
+    def on_actor_register(
+        self, event: log_events.ActorRegisterEvent, run: RunView
+    ) -> None:
+        """Write what the runner is: its loader, objective, schedule..."""
         stem = file_name(event.actor_name, reserved=(ARCHITECTURE,))
-        self._write(f'{stem}.toml', event.model_name, _plain(event.description))
+        self._write(run, f'{stem}.toml', event.model_name, _plain(event.description))
 
-    def _write(self, name: str, model: str | None, data: Mapping[str, Any]) -> None:
+    def _begin(self, run: RunView) -> None:
+        """Start a session of ``run``: warn afresh, write its configuration."""
+        self._session = run
+        self._warned = False
+        self._write(run, CONFIG_FILE, None, run.config_table())
+
+    def _write(
+        self, run: RunView, name: str, model: str | None, data: Mapping[str, Any]
+    ) -> None:
         """Write ``data`` to ``name`` (in the model's folder if given).
 
-        A tracker subscribed while a run is active missed its start: it adopts
-        the active run, and writes its configuration too.
+        A session whose start this tracker did not see gets its
+        configuration written first.
         """
-        if self._run is None and not self._adopt_active_run():
-            return
-        folder = self.folder(self.run.experiment_name, self.run.run_id)
+        if run is not self._session:
+            self._begin(run)
+        folder = self.folder(run)
         if model is not None:
             folder /= file_name(model, reserved=(CONFIG_FILE,))
         path = folder / name
@@ -123,15 +136,6 @@ class TomlDumper(base.Dumper):
                     exceptions.DryTorchWarning,
                     stacklevel=2,
                 )
-
-    def _adopt_active_run(self) -> bool:
-        run = scope.active_run()
-        if run is None:
-            return False
-        exp = run.experiment
-        self._run = base.RunInfo(exp.name, run.id, exp.par_dir, resumed=True)
-        self._write(CONFIG_FILE, None, snapshot.to_toml(exp.config))
-        return True
 
 
 def _write_kept(path: pathlib.Path, data: Mapping[str, Any]) -> None:

@@ -9,15 +9,14 @@ never calls ``live_metrics()`` on every batch.
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from typing import Any, TextIO
 
 from tqdm import std as tqdm_std  # type: ignore[import-untyped]
 
+from drytorch import hookimpl
 from drytorch.core import log_events, tracking
-from drytorch.hookspecs._markers import hookimpl
 
 __all__ = ['TqdmLogger']
 
@@ -79,7 +78,7 @@ class TqdmLogger(tracking.Tracker):
 
     @hookimpl
     def on_batch_end(self, event: log_events.IterateBatchEvent) -> None:
-        """Advance the runner's bar; the hot path, so it bypasses ``notify``."""
+        """Advance the runner's bar: the hot path, called per batch."""
         try:
             self._advance(event)
         except BaseException:  # the host unsubscribes us: leave no bar behind
@@ -153,12 +152,9 @@ class TqdmLogger(tracking.Tracker):
             if bar is not None:
                 bar.close()
 
-    @functools.singledispatchmethod
-    def notify(self, event: object) -> None:
-        """Follow training for the outer bar; ignore other events."""
-
-    @notify.register
-    def _(self, event: log_events.TrainingStartEvent) -> None:
+    @hookimpl
+    def on_training_start(self, event: log_events.TrainingStartEvent) -> None:
+        """Open the bar over the epochs of ``train()`` (``enable_training_bar``)."""
         if not self.enable_training_bar:
             return
         stale = self._training.pop(event.model_name, None)
@@ -175,20 +171,23 @@ class TqdmLogger(tracking.Tracker):
         if bar is not None:
             self._training[event.model_name] = bar
 
-    @notify.register
-    def _(self, event: log_events.EpochEndEvent) -> None:
+    @hookimpl
+    def on_epoch_end(self, event: log_events.EpochEndEvent) -> None:
+        """Advance the training bar of the model."""
         bar = self._training.get(event.model_name)
         if bar is not None:
             bar.update(event.epoch - bar.n)
 
-    @notify.register
-    def _(self, event: log_events.TrainingEndEvent) -> None:
+    @hookimpl
+    def on_training_end(self, event: log_events.TrainingEndEvent) -> None:
+        """Close the training bar of the model."""
         bar = self._training.pop(event.model_name, None)
         if bar is not None:
             bar.close()
 
-    @notify.register
-    def _(self, event: log_events.RunStopEvent) -> None:
+    @hookimpl
+    def on_run_stop(self) -> None:
+        """Close the bars a failing run left open."""
         self.close_all()
 
 

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from drytorch import hookimpl
 from drytorch.core import exceptions, snapshot
-from drytorch.hookspecs._markers import hookimpl
 
 
 def check_immutable(config: Any) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
+from drytorch import hookimpl
 from drytorch.core import exceptions
-from drytorch.hookspecs._markers import hookimpl
 
 MAX_LENGTH = 128
 _CONTROL = re.compile(r'[\x00-\x1f\x7f]')

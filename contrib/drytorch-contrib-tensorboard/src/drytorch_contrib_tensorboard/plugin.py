@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from drytorch import hookimpl
 
 if TYPE_CHECKING:
-    from drytorch.core.tracking import Tracker
+    from drytorch import Tracker
 
 
 @hookimpl

@@ -21,22 +21,29 @@ When a checkpoint is loaded, the steps after its epoch are purged: a run that
 was interrupted and continued from a checkpoint shows each epoch once, with
 the values of the session that finished it.
 
-TensorBoard itself is imported when a run starts, not with this module.
+TensorBoard itself is imported when the first event file is opened, not with
+this module.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import importlib.util
 import json
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
-from drytorch.core import log_events, snapshot
-from drytorch.trackers.base import Dumper
+from drytorch import Dumper, exceptions, hookimpl
 
 if TYPE_CHECKING:
+    from drytorch import RunView
+    from drytorch.log_events import (
+        CheckpointEvent,
+        LearningRateEvent,
+        MetricsEvent,
+    )
     from torch.utils.tensorboard import SummaryWriter
 
 __all__ = ['CONFIG_TAG', 'TensorBoard', 'config_text', 'lr_tag', 'metric_tag']
@@ -54,15 +61,34 @@ def lr_tag(model_name: str, group: int) -> str:
     return f'{model_name}/lr-group{group}'
 
 
-def config_text(config: Any) -> str:
-    """Return the configuration as a Markdown TOML block, as TensorBoard shows it."""
-    table = snapshot.to_toml(config)
+def config_text(table: Mapping[str, Any]) -> str:
+    """Return a configuration table as a Markdown TOML block, as TensorBoard shows it.
+
+    ``table`` is the configuration as TOML data (``run.config_table()``).
+    """
     try:
-        body = tomli_w.dumps(table)
+        body = tomli_w.dumps(dict(table))
     except (TypeError, ValueError):  # never lose the run's tracking over this
         body = json.dumps(table, indent=2, default=repr) + '\n'
         return f'```json\n{body}```'
     return f'```toml\n{body}```'
+
+
+@dataclasses.dataclass
+class _Session:
+    """One session of a run: its writer, opened on first use."""
+
+    run: RunView
+    pending_config: str | None
+    # opened lazily: a resumed session that loads a checkpoint first opens
+    # its one event file with the purge step of that checkpoint
+    purge_step: int | None = None
+    writer: SummaryWriter | None = None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.close()
 
 
 class TensorBoard(Dumper):
@@ -98,11 +124,7 @@ class TensorBoard(Dumper):
             raise ValueError(f'flush_secs must be positive, got {flush_secs!r}.')
         super().__init__(par_dir)
         self.flush_secs = flush_secs
-        self._writer: SummaryWriter | None = None
-        # opened lazily: a resumed session that loads a checkpoint first opens
-        # its one event file with the purge step of that checkpoint
-        self._pending_config: str | None = None
-        self._purge_step: int | None = None
+        self._session: _Session | None = None
 
     @property
     def writer(self) -> SummaryWriter:
@@ -111,78 +133,98 @@ class TensorBoard(Dumper):
         Raises:
             TrackerError: no run of this tracker's experiment is active.
         """
-        if self._writer is None:
-            self._writer = self._open(self._purge_step)
-            if self._pending_config is not None:
-                self._writer.add_text(CONFIG_TAG, self._pending_config, global_step=0)
-                self._pending_config = None
-        return self._writer
+        if self._session is None:
+            raise exceptions.TrackerError(
+                f'{self.name} is not tracking a run: start a run of its experiment.'
+            )
+        return self._writer(self._session)
 
-    def _open(self, purge_step: int | None = None) -> SummaryWriter:
-        from torch.utils.tensorboard import SummaryWriter
+    def _writer(self, session: _Session) -> SummaryWriter:
+        if session.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
 
-        # A new writer makes a new event file: a resumed run appends a file to
-        # its folder and never rewrites the earlier ones.
-        return SummaryWriter(
-            log_dir=str(self.run_dir),
-            flush_secs=self.flush_secs,
-            purge_step=purge_step,
-        )
+            # A new writer makes a new event file: a resumed run appends a
+            # file to its folder and never rewrites the earlier ones.
+            session.writer = SummaryWriter(
+                log_dir=str(self.run_dir(session.run)),
+                flush_secs=self.flush_secs,
+                purge_step=session.purge_step,
+            )
+            if session.pending_config is not None:
+                session.writer.add_text(
+                    CONFIG_TAG, session.pending_config, global_step=0
+                )
+                session.pending_config = None
+        return session.writer
 
-    def _close(self) -> None:
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
+    def _begin(self, run: RunView) -> _Session:
+        """Start a session of ``run``; close a writer another left open."""
+        if self._session is not None:
+            self._session.close()
+        self._session = _Session(run, config_text(run.config_table()))
+        return self._session
 
-    @functools.singledispatchmethod
-    def notify(self, event: object) -> None:
-        """Write what TensorBoard shows of ``event``; ignore the other events."""
-        super().notify(event)
+    def _current(self, run: RunView) -> _Session:
+        """Return the session of ``run``, begun now if its start was not seen."""
+        session = self._session
+        if session is None or session.run is not run:
+            session = self._begin(run)
+        return session
 
-    @notify.register
-    def _(self, event: log_events.RunStartEvent) -> None:
-        self._close()  # a writer left open by a run that never stopped
-        super().notify(event)
-        self._pending_config = config_text(event.config)
-        self._purge_step = None
+    @hookimpl
+    def on_run_start(self, run: RunView) -> None:
+        """Note the configuration; the event file opens with the first summary."""
+        self._begin(run)
 
-    @notify.register
-    def _(self, event: log_events.MetricsEvent) -> None:
+    @hookimpl
+    def on_metrics(self, event: MetricsEvent, run: RunView) -> None:
+        """Write each metric at step = the model's epoch."""
+        writer = self._writer(self._current(run))
         for name, value in event.metrics.items():
-            self.writer.add_scalar(
+            writer.add_scalar(
                 metric_tag(event.model_name, event.source_name, name),
                 float(value),
                 global_step=event.epoch,
             )
 
-    @notify.register
-    def _(self, event: log_events.LearningRateEvent) -> None:
+    @hookimpl
+    def on_learning_rate(self, event: LearningRateEvent, run: RunView) -> None:
+        """Write each parameter group's new learning rate."""
+        writer = self._writer(self._current(run))
         for group, rate in enumerate(event.learning_rates):
-            self.writer.add_scalar(
+            writer.add_scalar(
                 lr_tag(event.model_name, group), float(rate), global_step=event.epoch
             )
 
-    @notify.register
-    def _(self, event: log_events.CheckpointEvent) -> None:
-        if event.action == 'load':
-            # Epochs after the checkpoint will be measured again: TensorBoard
-            # drops what an interrupted session logged from there on.
-            self._close()
-            self._purge_step = event.epoch + 1
+    @hookimpl
+    def on_checkpoint_load(self, event: CheckpointEvent, run: RunView) -> None:
+        """Drop from TensorBoard what comes after the checkpoint's epoch."""
+        # Epochs after the checkpoint will be measured again: TensorBoard
+        # drops what an interrupted session logged from there on.
+        session = self._current(run)
+        session.close()
+        session.purge_step = event.epoch + 1
 
-    @notify.register
-    def _(self, event: log_events.TrainingEndEvent) -> None:
-        if self._writer is not None:
-            self._writer.flush()
+    @hookimpl
+    def on_training_end(self) -> None:
+        """Write pending events to disk."""
+        self._flush()
 
-    @notify.register
-    def _(self, event: log_events.TestEndEvent) -> None:
-        if self._writer is not None:
-            self._writer.flush()
+    @hookimpl
+    def on_test_end(self) -> None:
+        """Write pending events to disk."""
+        self._flush()
 
-    @notify.register
-    def _(self, event: log_events.RunStopEvent) -> None:
-        if self._pending_config is not None:
-            _ = self.writer  # a session that logged nothing still shows its config
-        self._close()
-        super().notify(event)
+    @hookimpl
+    def on_run_stop(self) -> None:
+        """Close the event file (a session that logged nothing shows its config)."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        if session.pending_config is not None:
+            self._writer(session)
+        session.close()
+
+    def _flush(self) -> None:
+        if self._session is not None and self._session.writer is not None:
+            self._session.writer.flush()

@@ -1,0 +1,387 @@
+"""The checkpoints of a ``Trainer``: what they hold, when they are due, which stay.
+
+Checkpoints change for other reasons than the training loop: their content must
+keep loading files written by earlier versions, and their rules (when to save,
+what to delete) grow on their own. Here are the policy, the content and its
+format versions, the check that a checkpoint fits before anything is
+overwritten, the retention rules and the step schedule; the ``Trainer`` only
+says when to save or load, and keeps its per-batch check to one integer compare
+against the step this module schedules. Storing goes through
+``drytorch.core.checkpointing`` and the storage hooks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from drytorch.core import checkpointing, exceptions, scope
+from drytorch.lib import rng
+from drytorch.lib.runners import to_device
+
+if TYPE_CHECKING:
+    from drytorch.lib.runners import ModelRunner
+    from drytorch.lib.train import Trainer
+
+__all__ = [
+    'CHECKPOINT_FORMAT',
+    'READABLE_FORMATS',
+    'CheckpointPolicy',
+    'Checkpointer',
+    'Resumed',
+    'check_fits',
+]
+
+CHECKPOINT_FORMAT = 3
+"""Version of the checkpoint content; formats 1 and 2 load too.
+
+Format 1 held epoch boundaries only; format 2 added positions inside epochs;
+format 3 stores the random states and the loss's running sums as plain data
+(numbers and text), which saves faster than tensors.
+"""
+
+READABLE_FORMATS = (1, 2, CHECKPOINT_FORMAT)
+"""The formats a trainer loads: old checkpoints stay usable after an upgrade."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointPolicy:
+    """When the trainer saves checkpoints by itself, and which it keeps.
+
+    Attributes:
+        every_epochs: save at the end of every ``every_epochs``-th epoch.
+        every_steps: save after every ``every_steps``-th optimizer step (counted
+            over the whole training); a step that ends an epoch saves at the
+            epoch's end instead, once its metrics, validation and hooks ran.
+        keep_last: keep the ``keep_last`` highest positions.
+        keep_best: ``(metric, k)``: keep the ``k`` epoch-end checkpoints with
+            the best value of ``metric`` (``None``: the first metric, the
+            loss) of the validation, or of the trainer without one.
+    """
+
+    every_epochs: int | None = None
+    every_steps: int | None = None
+    keep_last: int | None = None
+    keep_best: tuple[str | None, int] | None = None
+
+    @classmethod
+    def validated(
+        cls,
+        epochs: int | None,
+        steps: int | None,
+        keep_last: int | None,
+        keep_best: tuple[str | None, int] | None,
+    ) -> CheckpointPolicy:
+        """Return the policy of ``Trainer.checkpoint_every``'s arguments.
+
+        Raises:
+            ValueError: a number is below 1, or ``keep_best`` is not
+                ``(metric name or None, k)``.
+        """
+        for label, value in (
+            ('epochs', epochs),
+            ('steps', steps),
+            ('keep_last', keep_last),
+        ):
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ValueError(
+                    f'checkpoint_every: {label} must be an integer >= 1, got {value!r}.'
+                )
+        if keep_best is not None and (
+            not isinstance(keep_best, tuple | list)
+            or len(keep_best) != 2
+            or not (keep_best[0] is None or isinstance(keep_best[0], str))
+            or not _is_int(keep_best[1])
+            or keep_best[1] < 1
+        ):
+            raise ValueError(
+                'checkpoint_every: keep_best must be (metric, k), a metric '
+                f'name or None and an integer k >= 1, got {keep_best!r}.'
+            )
+        if keep_best is not None:  # a list becomes a tuple: the policy is frozen
+            keep_best = (keep_best[0], keep_best[1])
+        return cls(epochs, steps, keep_last, keep_best)
+
+    @property
+    def prunes(self) -> bool:
+        """Whether a save may delete older checkpoints."""
+        return self.keep_last is not None or self.keep_best is not None
+
+    def saves_at_epoch_end(self, epoch: int) -> bool:
+        """Whether completing epoch ``epoch`` saves by the ``every_epochs`` rule."""
+        every = self.every_epochs
+        return every is not None and epoch % every == 0
+
+    def next_step_save(self, steps: int) -> int:
+        """Return the step count after ``steps`` that saves next (0: none).
+
+        Computed once per save, so the loop only compares its step count with it.
+        """
+        every = self.every_steps
+        return (steps // every + 1) * every if every else 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Resumed:
+    """A mid-epoch checkpoint was loaded: the epoch to finish."""
+
+    batch: int  # batches of the epoch already trained
+    loader: Any  # the loader's state at the start of the epoch
+    discard: int  # batches to drop from a loader that cannot skip them
+
+
+class Checkpointer:
+    """The checkpoint side of one trainer: its policy and what retention tracks.
+
+    The trainer owns one and passes itself to each call, so there is no
+    reference cycle. The checkpoint content covers the trainer's loop state
+    too, which ``state`` reads and ``restore`` writes (``steps``, the model's
+    epoch, the epoch being finished, the termination).
+
+    Attributes:
+        policy: when checkpoints are saved automatically, and which are kept.
+        ranks: the keep_best value (lower is better) of each epoch-end
+            position, saved with the checkpoints so that retention survives a
+            restart.
+        warned_undeleted: whether a backend that deletes nothing was reported.
+    """
+
+    __slots__ = ('policy', 'ranks', 'warned_undeleted')
+
+    def __init__(self) -> None:
+        self.policy = CheckpointPolicy()
+        self.ranks: dict[checkpointing.Position, float] = {}
+        self.warned_undeleted = False
+
+    def record_rank(
+        self, trainer: Trainer[Any, Any, Any], position: checkpointing.Position
+    ) -> None:
+        """Rank the epoch-end checkpoint about to be saved, for ``keep_best``."""
+        if self.policy.keep_best:
+            rank = _rank(trainer, self.policy.keep_best[0])
+            if rank is not None:
+                self.ranks[position] = rank
+
+    def to_delete(
+        self,
+        positions: Sequence[checkpointing.Position],
+        saved: checkpointing.Position,
+    ) -> list[checkpointing.Position]:
+        """Return, in order, the ``positions`` that no retention rule keeps.
+
+        The latest position and ``saved``, the one just saved, are always kept.
+        """
+        policy = self.policy
+        keep = {saved, *positions[-1:]}
+        if policy.keep_last is not None:
+            keep.update(positions[-policy.keep_last :])
+        if policy.keep_best is not None:
+            ranked = sorted(
+                (rank, position)
+                for position in positions
+                if (rank := self.ranks.get(position)) is not None
+            )
+            keep.update(position for _, position in ranked[: policy.keep_best[1]])
+        return [position for position in positions if position not in keep]
+
+    def state(
+        self, trainer: Trainer[Any, Any, Any], epoch: int, batch: int
+    ) -> dict[str, Any]:
+        """Return the checkpoint's content at position ``(epoch, batch)``."""
+        if trainer._in_epoch:  # the permutation being consumed, from its start
+            method = getattr(trainer.loader, 'epoch_start_state', None)
+            loader_state = method() if callable(method) else None
+        elif trainer._resumed is not None:
+            loader_state = trainer._resumed.loader
+        else:
+            loader_state = _loader_state(trainer.loader)
+        return {
+            'format': CHECKPOINT_FORMAT,
+            'epoch': epoch,
+            'batch': batch,
+            'step': trainer.steps,
+            'model': trainer.model.module.state_dict(),
+            'optimizer': trainer.optimizer.state_dict(),
+            'scaler': trainer.scaler.state_dict(),
+            'learning': {
+                'factor': trainer.lr_factor,
+                'base_lr': _plain(trainer.learning_schema.base_lr),
+            },
+            'pre_epoch_hooks': trainer.pre_epoch_hooks.state_dict(),
+            'post_epoch_hooks': trainer.post_epoch_hooks.state_dict(),
+            'rng': rng.get_states(seed=_run_seed()),
+            'loader': loader_state,
+            'objective': trainer.loss.state_dict() if batch else None,
+            'terminated': trainer._terminated,
+            'ranks': [[e, b, rank] for (e, b), rank in sorted(self.ranks.items())],
+        }
+
+    def restore(
+        self,
+        trainer: Trainer[Any, Any, Any],
+        location: checkpointing.CheckpointLocation,
+        state: Mapping[str, Any],
+    ) -> int:
+        """Put ``state`` into ``trainer``; return its batch (0: an epoch end).
+
+        A checkpoint of an unknown format or that does not fit is refused
+        before anything changes.
+
+        Raises:
+            CheckpointError: the checkpoint cannot be read or does not fit.
+        """
+        if state.get('format') not in READABLE_FORMATS:
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} has format {state.get("format")!r}; '
+                f'this version reads formats {list(READABLE_FORMATS)}.'
+            )
+        check_fits(trainer, location, state)  # refuse before changing anything
+        batch = int(state.get('batch', 0))
+        objective = state.get('objective')
+        if batch and not isinstance(objective, Mapping):
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} inside epoch {state["epoch"] + 1} '
+                'holds no running sums of the loss: it cannot finish the epoch.'
+            )
+        model = trainer.model
+        if batch:  # the loss first: it is what may not fit
+            assert isinstance(objective, Mapping)
+            try:
+                trainer.loss.load_state_dict(
+                    to_device(dict(objective), model.device), device=model.device
+                )
+            except exceptions.ObjectiveError as err:
+                raise exceptions.CheckpointError(
+                    f'The checkpoint of {location} does not fit this loss: {err}'
+                ) from err
+        try:
+            model.module.load_state_dict(state['model'])
+            trainer.optimizer.load_state_dict(state['optimizer'])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} does not fit this model or optimizer: '
+                f'{err}'
+            ) from err
+        trainer.scaler.load_state_dict(state['scaler'])
+        trainer.lr_factor = float(state['learning']['factor'])
+        trainer.learning_schema = dataclasses.replace(
+            trainer.learning_schema, base_lr=state['learning']['base_lr']
+        )
+        trainer.pre_epoch_hooks.load_state_dict(state['pre_epoch_hooks'])
+        trainer.post_epoch_hooks.load_state_dict(state['post_epoch_hooks'])
+        rng.set_states(state['rng'])
+        trainer._resumed = None
+        discard = 0
+        loader = trainer.loader
+        loader_state = state.get('loader')
+        if loader_state is not None and hasattr(loader, 'load_sampler_state'):
+            if batch:
+                loader.load_sampler_state(loader_state, skip_batches=batch)
+            else:
+                loader.load_sampler_state(loader_state)
+        else:
+            discard = batch  # the loader cannot skip: drop its first batches
+        if batch:
+            trainer._resumed = Resumed(batch, loader_state, discard)
+        else:
+            trainer.loss.reset()
+        model.epoch = int(state['epoch'])
+        trainer.steps = int(state.get('step', model.epoch * len(loader) + batch))
+        trainer._terminated = state.get('terminated')
+        trainer._keep_termination = trainer._terminated is not None
+        self.ranks = {
+            (int(e), int(b)): float(rank) for e, b, rank in state.get('ranks', ())
+        }
+        return batch
+
+
+def check_fits(
+    trainer: Trainer[Any, Any, Any],
+    location: checkpointing.CheckpointLocation,
+    state: Mapping[str, Any],
+) -> None:
+    """Raise ``CheckpointError`` if ``state`` cannot be loaded in full.
+
+    Torch copies the parameters that fit before it reports those that do
+    not; checking first keeps a refused checkpoint from half-loading.
+    """
+    problems = []
+    saved = state.get('model')
+    if not isinstance(saved, Mapping):
+        problems.append('it holds no model weights')
+        saved = {}
+    current = trainer.model.module.state_dict()
+    if missing := [key for key in current if key not in saved]:
+        problems.append(f'missing {missing}')
+    if unexpected := [key for key in saved if key not in current]:
+        problems.append(f'unexpected {unexpected}')
+    problems.extend(
+        f'{key} has shape {tuple(value.shape)}, the model {tuple(current[key].shape)}'
+        for key, value in saved.items()
+        if key in current
+        and isinstance(value, torch.Tensor)
+        and value.shape != current[key].shape
+    )
+    optimizer = state.get('optimizer')
+    groups = optimizer.get('param_groups') if isinstance(optimizer, Mapping) else None
+    sizes = [len(group['params']) for group in trainer.optimizer.param_groups]
+    if groups is None or [len(group.get('params', ())) for group in groups] != sizes:
+        problems.append('the optimizer has other parameter groups')
+    if problems:
+        raise exceptions.CheckpointError(
+            f'The checkpoint of {location} does not fit this model or '
+            f'optimizer: {"; ".join(problems)}.'
+        )
+    for key, registry in (
+        ('pre_epoch_hooks', trainer.pre_epoch_hooks),
+        ('post_epoch_hooks', trainer.post_epoch_hooks),
+    ):
+        if len(state.get(key, ())) != len(registry):
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} holds the state of '
+                f'{len(state.get(key, ()))} hooks, but {len(registry)} are '
+                f'registered in {key}: register the same hooks, in the same '
+                'order, before loading.'
+            )
+
+
+def _rank(trainer: Trainer[Any, Any, Any], metric: str | None) -> float | None:
+    """Return the keep_best value of this epoch (lower is better), if measured."""
+    runner: ModelRunner[Any, Any, Any] = trainer.validation or trainer
+    metrics = runner.computed_metrics
+    if runner.computed_epoch != trainer.model.epoch or not metrics:
+        return None  # not measured at this epoch
+    name = metric or next(iter(metrics))
+    if name not in metrics:
+        raise exceptions.CheckpointError(
+            f'keep_best ranks checkpoints by {name!r}, but {runner.name} '
+            f'computes {", ".join(metrics)}.'
+        )
+    value = metrics[name]
+    if not math.isfinite(value):
+        return None
+    higher = runner.objective.higher_is_better.get(name)
+    return -value if higher else value
+
+
+def _run_seed() -> int | None:
+    """Return the run's seed: each process of the run starts seeded with it."""
+    run = scope.active_run()
+    return None if run is None else run.seed
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _loader_state(loader: Any) -> Any:
+    method = getattr(loader, 'sampler_state', None)
+    return method() if callable(method) else None

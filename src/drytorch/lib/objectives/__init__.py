@@ -1,0 +1,61 @@
+"""Losses and metrics with exact aggregation over an epoch, and a loss algebra.
+
+An objective computes named values for one batch (``calculate``) and keeps
+running sums of them on their device (``update``), so the mean over an epoch
+(``compute``) is exact even when batches have different sizes, and no batch
+forces the host to wait for the accelerator.
+
+Example:
+    >>> mse = Loss(lambda o, t: ((o - t) ** 2).mean(), 'MSE')
+    >>> mae = Loss(lambda o, t: (o - t).abs().mean(), 'MAE')
+    >>> loss = mse**2 + 0.5 * mae
+    >>> loss.formula
+    '[MSE]^2 + 0.5 x [MAE]'
+
+Layout, each module building only on those before it:
+
+* ``errors``: the messages of the errors raised here;
+* ``sums``: ``_RunningSums``, what an objective has accumulated since its
+  last reset and the means it makes of it (where a cross-process reduction
+  goes);
+* ``base``: ``Objective`` and the helpers its subclasses share;
+* ``adapters``: torchmetrics-style objects (update/compute/reset) as
+  objectives: ``as_objective``;
+* ``metrics``: ``Metric`` and ``MetricCollection``;
+* ``formulas``: the terms of the loss algebra, how they print and evaluate;
+* ``losses``: ``LossBase``, ``Loss``, ``CompositionalLoss``,
+  ``LossWithMetrics``.
+
+Every name is importable from this package.
+"""
+
+# Besides __all__: the type variables, COMBINED_LOSS, and the private classes
+# that objectives pickled when this package was a single module refer to.
+from drytorch.lib.objectives.adapters import _ProtocolObjective as _ProtocolObjective
+from drytorch.lib.objectives.adapters import as_objective
+from drytorch.lib.objectives.base import Objective
+from drytorch.lib.objectives.base import Output as Output
+from drytorch.lib.objectives.base import Target as Target
+from drytorch.lib.objectives.formulas import _Constant as _Constant
+from drytorch.lib.objectives.formulas import _Leaf as _Leaf
+from drytorch.lib.objectives.formulas import _Negative as _Negative
+from drytorch.lib.objectives.formulas import _Operation as _Operation
+from drytorch.lib.objectives.losses import COMBINED_LOSS as COMBINED_LOSS
+from drytorch.lib.objectives.losses import (
+    CompositionalLoss,
+    Loss,
+    LossBase,
+    LossWithMetrics,
+)
+from drytorch.lib.objectives.metrics import Metric, MetricCollection
+
+__all__ = [
+    'CompositionalLoss',
+    'Loss',
+    'LossBase',
+    'LossWithMetrics',
+    'Metric',
+    'MetricCollection',
+    'Objective',
+    'as_objective',
+]

@@ -1,0 +1,163 @@
+"""Objects with ``update``/``compute``/``reset`` (torchmetrics) as objectives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Protocol, TypeGuard, overload
+
+import torch
+
+from drytorch.core.exceptions import ObjectiveError
+from drytorch.lib.objectives.base import Objective, Output, Target, _check_name
+from drytorch.lib.objectives.errors import _not_updated_error, _state_error
+
+
+class _StatefulMetric(Protocol):
+    """What ``as_objective`` wraps: the torchmetrics-style interface."""
+
+    def update(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def compute(self) -> Any: ...
+
+    def reset(self) -> Any: ...
+
+
+class _ProtocolObjective(Objective[Any, Any]):
+    """Delegates to an object with update/compute/reset (e.g. torchmetrics).
+
+    Such an object keeps its own state and exposes no per-batch values, so
+    ``calculate`` and ``update`` return an empty dict.
+    """
+
+    def __init__(self, wrapped: _StatefulMetric, name: str) -> None:
+        self.wrapped = wrapped
+        self.name = _check_name(name)
+        direction = getattr(wrapped, 'higher_is_better', None)
+        if not isinstance(direction, bool):
+            direction = None
+        self._directions: dict[str, bool | None] = {name: direction}
+
+    @property
+    def higher_is_better(self) -> Mapping[str, bool | None]:
+        """The wrapped metric's ``higher_is_better`` when it is a bool."""
+        return MappingProxyType(self._directions)
+
+    def calculate(self, outputs: Any, targets: Any) -> dict[str, torch.Tensor]:
+        """Return nothing: the wrapped metric has no side-effect-free batch value."""
+        return {}
+
+    def update(self, outputs: Any, targets: Any) -> dict[str, torch.Tensor]:
+        """Call the wrapped ``update(outputs, targets)``."""
+        self.wrapped.update(outputs, targets)
+        self._running.batches += 1
+        return {}
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Return the wrapped ``compute()``: a dict as is, a value under ``name``.
+
+        Raises:
+            ComputedBeforeUpdatedError: no batch was seen since the last reset.
+        """
+        if not self._running.batches:
+            raise _not_updated_error(self)
+        result = self.wrapped.compute()
+        if isinstance(result, Mapping):
+            return {str(key): torch.as_tensor(value) for key, value in result.items()}
+        return {self.name: torch.as_tensor(result)}
+
+    def reset(self) -> None:
+        """Call the wrapped ``reset()``."""
+        super().reset()
+        self.wrapped.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the batch count and the wrapped ``state_dict()``.
+
+        Torchmetrics metrics include their running state only when it is
+        persistent (``metric.persistent(True)``).
+
+        Raises:
+            ObjectiveError: the wrapped object has no ``state_dict()``.
+        """
+        method = getattr(self.wrapped, 'state_dict', None)
+        if not callable(method):
+            raise ObjectiveError(
+                f'{self!r} cannot save its running state: the wrapped object '
+                'has no state_dict() / load_state_dict(), so a checkpoint '
+                'inside an epoch could not resume it exactly.'
+            )
+        return {'batches': self._running.batches, 'wrapped': method()}
+
+    def load_state_dict(
+        self, state: Mapping[str, Any], *, device: torch.device | str | None = None
+    ) -> None:
+        """Restore the batch count and call the wrapped ``load_state_dict()``.
+
+        ``device`` is accepted for the objective interface and not used: the
+        wrapped state holds tensors, which keep their own device.
+
+        Raises:
+            ObjectiveError: ``state`` was not made by ``state_dict``, or the
+                wrapped object has no ``load_state_dict()``.
+        """
+        method = getattr(self.wrapped, 'load_state_dict', None)
+        if not callable(method):
+            raise _state_error(self, 'the wrapped object has no load_state_dict()')
+        if not isinstance(state, Mapping) or {'batches', 'wrapped'} - set(state):
+            raise _state_error(self, 'it lacks batches or wrapped')
+        method(state['wrapped'])
+        self._running.batches = int(state['batches'])
+
+    def __repr__(self) -> str:
+        return f'as_objective({self.wrapped!r}, name={self.name!r})'
+
+
+def _follows_protocol(
+    obj: object,
+) -> TypeGuard[Objective[Any, Any] | _StatefulMetric]:
+    if isinstance(obj, Objective):
+        return True
+    return all(
+        callable(getattr(obj, method, None))
+        for method in ('update', 'compute', 'reset')
+    )
+
+
+@overload
+def as_objective(
+    obj: Objective[Output, Target], name: str | None = None
+) -> Objective[Output, Target]: ...
+
+
+@overload
+def as_objective(
+    obj: _StatefulMetric, name: str | None = None
+) -> Objective[Any, Any]: ...
+
+
+def as_objective(
+    obj: Objective[Output, Target] | _StatefulMetric, name: str | None = None
+) -> Objective[Output, Target] | Objective[Any, Any]:
+    """Return ``obj`` as an objective, wrapping a torchmetrics-style metric.
+
+    An ``Objective`` is returned as is. Any other object with ``update(outputs,
+    targets)``, ``compute()`` (a tensor, a number or a dict of them) and
+    ``reset()`` is wrapped so that its calls are delegated to it.
+
+    Args:
+        obj: the objective or metric.
+        name: the key of a non-dict ``compute()`` result; the class name by
+            default.
+
+    Raises:
+        ObjectiveError: ``obj`` has no update, compute or reset method.
+    """
+    if isinstance(obj, Objective):
+        return obj
+    if not _follows_protocol(obj):
+        raise ObjectiveError(
+            f'{obj!r} is not an Objective and lacks update(outputs, targets), '
+            'compute() or reset(): wrap its function in Metric(fn, name) instead.'
+        )
+    return _ProtocolObjective(obj, name if name is not None else type(obj).__name__)

@@ -1,0 +1,337 @@
+"""Losses: ``LossBase``, ``Loss``, their combinations and ``loss | metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, cast
+
+import torch
+
+from drytorch.core.exceptions import ObjectiveError
+from drytorch.lib.objectives.adapters import _follows_protocol, _StatefulMetric
+from drytorch.lib.objectives.base import (
+    Objective,
+    Output,
+    Target,
+    _check_name,
+    _describe,
+    _repeated,
+)
+from drytorch.lib.objectives.errors import (
+    _duplicate_error,
+    _shape_error,
+    _type_error,
+)
+from drytorch.lib.objectives.formulas import (
+    _ADD,
+    _apply,
+    _constant,
+    _leaf,
+    _negate,
+    _Term,
+)
+from drytorch.lib.objectives.metrics import MetricCollection
+
+COMBINED_LOSS = 'Combined Loss'
+"""The key under which a ``CompositionalLoss`` reports its combined value."""
+
+
+class LossBase(Objective[Output, Target]):
+    """A loss: an objective whose value under ``name`` is minimized.
+
+    Calling the loss updates its running means and returns the value to
+    backpropagate. Losses combine with numbers and other losses through
+    ``+ - * / **`` into a ``CompositionalLoss``, and ``loss | metrics`` adds
+    metrics to report alongside.
+
+    Attributes:
+        name: the key of the value to minimize.
+        formula: how the loss is built from named losses, e.g. ``[MSE]``.
+    """
+
+    name: str
+    formula: str
+
+    @property
+    def higher_is_better(self) -> Mapping[str, bool | None]:
+        """False for the loss."""
+        return MappingProxyType({self.name: False})
+
+    def forward(self, outputs: Output, targets: Target) -> torch.Tensor:
+        """Update the running means and return the loss, attached to the graph.
+
+        A per-sample loss vector is averaged; a batch loss is returned as is.
+
+        Raises:
+            ObjectiveError: the loss has 2 or more dimensions or is missing.
+        """
+        calculated = self.update(outputs, targets)
+        try:
+            value = calculated[self.name]
+        except KeyError:
+            raise ObjectiveError(
+                f'{self!r} returned no value under its name {self.name!r}, '
+                f'only {list(calculated)}.'
+            ) from None
+        return value if value.ndim == 0 else value.mean()
+
+    def __call__(self, outputs: Output, targets: Target) -> torch.Tensor:
+        """Call ``forward``."""
+        return self.forward(outputs, targets)
+
+    def __or__(self, other: object) -> LossWithMetrics[Output, Target]:
+        """Report metrics alongside this loss; the result is still a loss."""
+        if not _follows_protocol(other):
+            return NotImplemented
+        return LossWithMetrics(self, other)
+
+    def __add__(
+        self, other: LossBase[Output, Target] | float
+    ) -> CompositionalLoss[Output, Target]:
+        return _binary('+', self, other)
+
+    def __radd__(self, other: float) -> CompositionalLoss[Output, Target]:
+        return _binary('+', other, self)
+
+    def __sub__(
+        self, other: LossBase[Output, Target] | float
+    ) -> CompositionalLoss[Output, Target]:
+        return _binary('-', self, other)
+
+    def __rsub__(self, other: float) -> CompositionalLoss[Output, Target]:
+        return _binary('-', other, self)
+
+    def __mul__(
+        self, other: LossBase[Output, Target] | float
+    ) -> CompositionalLoss[Output, Target]:
+        return _binary('x', self, other)
+
+    def __rmul__(self, other: float) -> CompositionalLoss[Output, Target]:
+        return _binary('x', other, self)
+
+    def __truediv__(
+        self, other: LossBase[Output, Target] | float
+    ) -> CompositionalLoss[Output, Target]:
+        return _binary('/', self, other)
+
+    def __rtruediv__(self, other: float) -> CompositionalLoss[Output, Target]:
+        return _binary('/', other, self)
+
+    def __pow__(
+        self, other: LossBase[Output, Target] | float
+    ) -> CompositionalLoss[Output, Target]:
+        return _binary('^', self, other)
+
+    def __rpow__(self, other: float) -> CompositionalLoss[Output, Target]:
+        return _binary('^', other, self)
+
+    def __neg__(self) -> CompositionalLoss[Output, Target]:
+        term = _term(self)
+        assert term is not None  # a loss is always a term
+        return CompositionalLoss._from_term(_negate(term))
+
+
+class Loss(LossBase[Output, Target]):
+    """A loss computed by a function of the outputs and targets.
+
+    Args:
+        fn: returns a 0-dim loss or a 1-dim per-sample loss vector.
+        name: the key of the value; the formula is ``[name]``.
+    """
+
+    def __init__(self, fn: Callable[[Output, Target], torch.Tensor], name: str) -> None:
+        if not callable(fn):
+            raise ObjectiveError(f'Loss needs a callable, got {fn!r}.')
+        self.fn = fn
+        self.name = _check_name(name)
+        self.formula = f'[{name}]'
+
+    def calculate(self, outputs: Output, targets: Target) -> dict[str, torch.Tensor]:
+        """Return ``{name: fn(outputs, targets)}``."""
+        return {self.name: self.fn(outputs, targets)}
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name={self.name!r}, fn={_describe(self.fn)})'
+
+
+def _batch_value(name: str, value: object) -> torch.Tensor:
+    # The value a component contributes to a combined loss for one batch.
+    if not isinstance(value, torch.Tensor):
+        raise _type_error(name, value)
+    if value.ndim == 0:
+        return value
+    if value.ndim == 1:
+        return value.mean()
+    raise _shape_error(name, value)
+
+
+class CompositionalLoss(LossBase[Output, Target]):
+    """A loss combined from named losses; usually built with ``+ - * / **``.
+
+    For each batch, every component loss is reduced to its batch value (a
+    per-sample vector by its mean) and the combination is applied to those.
+    ``calculate`` returns ``'Combined Loss'`` first, then every component's
+    values in order of first appearance, so each is tracked on its own.
+
+    Args:
+        components: the losses combined (not compositional ones), by name.
+        combine: the combined loss from the components' batch values by name.
+        formula: a readable description; wrap it in parentheses if it could
+            be misread inside a larger formula.
+
+    Raises:
+        ObjectiveError: two different components share a name.
+    """
+
+    def __init__(
+        self,
+        components: Sequence[LossBase[Output, Target]],
+        combine: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
+        formula: str,
+    ) -> None:
+        self.components = _merge_components(components)
+        self._combine = combine
+        self.name = COMBINED_LOSS
+        self.formula = formula
+        # A formula given by the user may need parentheses anywhere.
+        self._precedence = _ADD
+        directions: dict[str, bool | None] = {COMBINED_LOSS: False}
+        for component in self.components:
+            directions.update(component.higher_is_better)
+        self._directions = directions
+
+    @classmethod
+    def _from_term(cls, term: _Term) -> CompositionalLoss[Any, Any]:
+        loss: CompositionalLoss[Any, Any] = cls(
+            term.leaves, term.evaluate, term.formula
+        )
+        loss._precedence = term.precedence
+        return loss
+
+    @property
+    def higher_is_better(self) -> Mapping[str, bool | None]:
+        """False for the combined loss and every component."""
+        return MappingProxyType(self._directions)
+
+    def calculate(self, outputs: Output, targets: Target) -> dict[str, torch.Tensor]:
+        """Return the combined loss, then the components' values.
+
+        Raises:
+            ObjectiveError: a component has 2 or more dimensions, misses its
+                name, or two components return the same name.
+        """
+        values: dict[str, torch.Tensor] = {}
+        parts = []
+        expected = 1
+        batch: dict[str, torch.Tensor] = {}
+        for component in self.components:
+            part = component.calculate(outputs, targets)
+            parts.append(part)
+            expected += len(part)
+            values.update(part)
+            name = component.name
+            if name not in part:
+                raise ObjectiveError(
+                    f'{component!r} returned no value under its name {name!r}.'
+                )
+            batch[name] = _batch_value(name, part[name])
+        result = {COMBINED_LOSS: self._combine(batch), **values}
+        if len(result) != expected:
+            names = [COMBINED_LOSS, *(name for part in parts for name in part)]
+            raise _duplicate_error(_repeated(names))
+        return result
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.formula!r})'
+
+
+class LossWithMetrics(LossBase[Output, Target], MetricCollection[Output, Target]):
+    """A loss reported with metrics: the result of ``loss | metrics``.
+
+    ``calculate`` returns the loss's values first, then the metrics'. It is
+    still a loss: calling it returns the loss value to backpropagate.
+
+    Attributes:
+        loss: the loss to minimize.
+        metrics: the objectives reported alongside.
+
+    Args:
+        loss: the loss to minimize.
+        metrics: objectives, or objects with update/compute/reset.
+
+    Raises:
+        ObjectiveError: ``loss`` is not a loss, or two names coincide.
+    """
+
+    def __init__(
+        self,
+        loss: LossBase[Output, Target],
+        *metrics: Objective[Output, Target] | _StatefulMetric,
+    ) -> None:
+        if isinstance(loss, LossWithMetrics):
+            metrics = (*loss.metrics, *metrics)
+            loss = loss.loss
+        if not isinstance(loss, LossBase):
+            raise ObjectiveError(f'LossWithMetrics needs a loss first, got {loss!r}.')
+        MetricCollection.__init__(self, loss, *metrics)
+        self.loss: LossBase[Output, Target] = loss
+        self.metrics: tuple[Objective[Output, Target], ...] = self.objectives[1:]
+        self.name = loss.name
+        self.formula = loss.formula
+
+    @property
+    def higher_is_better(self) -> Mapping[str, bool | None]:
+        """False for the loss, and the metrics' directions."""
+        return MappingProxyType(self._directions)
+
+
+def _term(operand: object) -> _Term | None:
+    if isinstance(operand, int | float):
+        return _constant(operand)
+    if isinstance(operand, LossWithMetrics):
+        raise ObjectiveError(
+            f'Cannot combine {operand!r}: combine the losses first, then add the '
+            'metrics, as in (loss_a + loss_b) | metrics.'
+        )
+    if isinstance(operand, CompositionalLoss):
+        return _Term(
+            operand.components, operand._combine, operand.formula, operand._precedence
+        )
+    if isinstance(operand, LossBase):
+        return _leaf(operand)
+    return None
+
+
+def _merge_components(
+    groups: Iterable[LossBase[Output, Target]],
+) -> tuple[LossBase[Output, Target], ...]:
+    by_name: dict[str, LossBase[Output, Target]] = {}
+    for loss in groups:
+        if isinstance(loss, CompositionalLoss | LossWithMetrics) or not isinstance(
+            loss, LossBase
+        ):
+            raise ObjectiveError(
+                'A component of a CompositionalLoss must be a named loss, '
+                f'got {loss!r}.'
+            )
+        if loss.name == COMBINED_LOSS:
+            raise ObjectiveError(
+                f'{loss!r} is named {COMBINED_LOSS!r}, which is reserved for the '
+                'combined value: rename it.'
+            )
+        if by_name.setdefault(loss.name, loss) is not loss:
+            raise ObjectiveError(
+                f'Two different losses are named {loss.name!r}: '
+                f'{by_name[loss.name]!r} and {loss!r}. Give them distinct names.'
+            )
+    return tuple(by_name.values())
+
+
+def _binary(symbol: str, left: object, right: object) -> CompositionalLoss[Any, Any]:
+    # NotImplemented for an unsupported operand, as binary dunders return.
+    left_term = _term(left)
+    right_term = _term(right)
+    if left_term is None or right_term is None:
+        return cast('CompositionalLoss[Any, Any]', NotImplemented)
+    return CompositionalLoss._from_term(_apply(symbol, left_term, right_term))
