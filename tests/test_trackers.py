@@ -441,3 +441,28 @@ def test_only_trackers_that_handle_batches_are_called_per_batch(
             'tracker:all',
         ]
     assert batches.batches == 6
+
+
+def test_notify_with_the_run_and_hook_methods_side_by_side() -> None:
+    class Mixed(Tracker):
+        def __init__(self) -> None:
+            super().__init__()
+            self.notified: list[tuple[str, str]] = []
+            self.stops: list[str] = []
+
+        @drytorch.hookimpl
+        def on_run_stop(self, run: drytorch.RunView) -> None:
+            self.stops.append(run.status)
+
+        def notify(self, event: object, run: drytorch.RunView) -> None:
+            self.notified.append((type(event).__name__, run.id))
+
+    exp = Experiment(None, name='mixed', par_dir='.')
+    exp.trackers.remove_all()
+    mixed = Mixed()
+    exp.trackers.subscribe(mixed)
+    with exp.create_run(run_id='m'):
+        Model(torch.nn.Linear(1, 1), device='cpu')
+    # the hook method gets its event; notify everything else, never a batch
+    assert mixed.stops == ['completed']
+    assert mixed.notified == [('RunStartEvent', 'm'), ('ModelRegisterEvent', 'm')]
