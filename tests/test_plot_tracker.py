@@ -16,7 +16,11 @@ from drytorch.trackers.base import MetricHistory
 from drytorch.trackers.csv import CSVDumper
 from drytorch.trackers.plot import (
     MissingPlotDependencyError,
+    PlotError,
     PlotTracker,
+    match_metric,
+    match_metrics,
+    plot_curves,
     plot_histories,
     plot_run,
     save_learning_curves,
@@ -307,34 +311,87 @@ def test_plot_histories_handles_gaps_and_sources() -> None:
     assert not empty.axes[0].lines
 
 
-# --- plot_run (the CLI's helper) ---------------------------------------------
+# --- plot_run (the CLI's helper) and the shared look -------------------------
 
 
-def test_plot_run_writes_one_file_or_one_per_curve(tmp_path: pathlib.Path) -> None:
+def test_plot_run_writes_one_figure_at_the_path_given(tmp_path: pathlib.Path) -> None:
     one = {'m': {'Trainer': history([1, 2], [1.0, 0.5])}}
-    assert plot_run(one, tmp_path / 'curve.png', None) == [tmp_path / 'curve.png']
+    assert plot_run(one, tmp_path / 'curve.png') == tmp_path / 'curve.png'
     assert_png(tmp_path / 'curve.png')
-    assert plot_run(one, tmp_path / 'noext', 'MSE') == [tmp_path / 'noext.png']
+    assert plot_run(one, tmp_path / 'noext', 'mse') == tmp_path / 'noext'
+    assert (tmp_path / 'noext').read_bytes()[:8] == PNG_SIGNATURE
 
     two_metrics = {'m': {'Trainer': MetricHistory()}, 'n/x': one['m']}
     two_metrics['m']['Trainer'].add(1, {'MSE': 1.0, 'MAE': 2.0})
-    written = plot_run(two_metrics, tmp_path / 'sub' / 'run.svg', None)
-    assert [p.name for p in written] == [
-        'run-m-MSE.svg',
-        'run-m-MAE.svg',
-        'run-n_x-MSE.svg',
+    out = tmp_path / 'sub' / 'run.svg'
+    assert plot_run(two_metrics, out) == out
+    assert out.read_text().lstrip().startswith('<?xml')
+    assert sorted(p.name for p in tmp_path.rglob('*') if p.is_file()) == [
+        'curve.png',
+        'noext',
+        'run.svg',
     ]
-    assert all(p.read_text().lstrip().startswith('<?xml') for p in written)
+    with pytest.raises(exceptions.DryTorchError, match=r"'\.bmp'.*\.pdf.*\.png"):
+        plot_run(one, tmp_path / 'x.bmp')
+    with pytest.raises(exceptions.DryTorchError, match='no metric has data'):
+        plot_run({'m': {'Trainer': history([1], [math.nan])}}, tmp_path / 'e.png')
+    assert not (tmp_path / 'x.bmp').exists() and not (tmp_path / 'e.png').exists()
 
-    folder = tmp_path / 'folder'
-    folder.mkdir()
-    assert plot_run(one, folder, None) == [folder / 'm-MSE.png']
+
+def test_plot_curves_puts_every_model_and_source_of_a_metric_in_its_axes() -> None:
+    histories = {
+        'a': {
+            'Trainer': history([1, 2], [1.0, 0.5]),
+            'Validation': history([1, 2], [1.2, 0.7]),
+        },
+        'b': {'Trainer': MetricHistory()},
+    }
+    histories['b']['Trainer'].add(1, {'MSE': 2.0, 'MAE': 1.0})
+    figure = plot_curves(histories, ['MSE', 'MAE'], 'exp / r')
+    mse, mae = figure.axes
+    assert figure.get_suptitle() == 'exp / r'
+    assert [ax.get_title() for ax in figure.axes] == ['MSE', 'MAE']
+    assert [line.get_label() for line in mse.lines] == [
+        'a/Trainer',
+        'a/Validation',
+        'b/Trainer',
+    ]
+    assert [line.get_label() for line in mae.lines] == ['b/Trainer']
+    # one colour per source, one line style per model
+    assert mse.lines[0].get_color() == mse.lines[2].get_color() == 'C0'
+    assert mse.lines[1].get_color() == 'C1'
+    assert mse.lines[0].get_linestyle() != mse.lines[2].get_linestyle()
 
 
-def test_plot_run_defaults_to_the_working_directory() -> None:
-    one = {'m': {'Trainer': history([1], [1.0])}}
-    assert plot_run(one, None, 'MSE') == [pathlib.Path('m-MSE.png')]
-    assert_png(pathlib.Path('m-MSE.png').resolve())
+def test_tracker_files_and_run_figures_share_one_look() -> None:
+    histories = {'Validation': history([1, 2], [1.2, 0.7])}  # no Trainer here
+    tracker_figure = plot_histories(histories, 'MSE', 'Model')
+    run_figure = plot_curves({'Model': histories}, ['MSE'], 'exp / r')
+    (ax_file,), (ax_run,) = tracker_figure.axes, run_figure.axes
+    assert ax_file.lines[0].get_color() == ax_run.lines[0].get_color() == 'C1'
+    assert ax_file.lines[0].get_marker() == ax_run.lines[0].get_marker()
+    assert (ax_file.get_xlabel(), ax_file.get_ylabel()) == ('Epoch', 'MSE')
+    assert (ax_run.get_xlabel(), ax_run.get_ylabel()) == ('Epoch', 'MSE')
+
+
+def test_metric_names_are_matched_helpfully() -> None:
+    names = ['MSE', 'MAE', 'Accuracy', 'top1 accuracy']
+    assert match_metric('MSE', names) == 'MSE'
+    assert match_metric('mse', names) == 'MSE'
+    assert match_metric('acc', names) == 'Accuracy'  # prefix beats substring
+    assert match_metric('top', names) == 'top1 accuracy'
+    assert match_metric('1 acc', names) == 'top1 accuracy'  # unique substring
+    assert match_metrics(['mae', 'MAE', 'mse'], names) == ['MAE', 'MSE']
+    with pytest.raises(PlotError, match=r"'M'.*ambiguous.*'MSE', 'MAE'"):
+        match_metric('M', names)
+    with pytest.raises(PlotError, match=r"'ccura'.*'Accuracy', 'top1 accuracy'"):
+        match_metric('ccura', names)
+    with pytest.raises(PlotError, match=r"No metric matches 'R2'.*'MSE', 'MAE'"):
+        match_metric('R2', names)
+    assert issubclass(PlotError, exceptions.DryTorchError)
+    assert match_metric('mse', ['mse', 'MSE']) == 'mse'  # exact name first
+    with pytest.raises(PlotError, match='ambiguous'):
+        match_metric('Mse', ['mse', 'MSE'])
 
 
 # --- matplotlib is optional --------------------------------------------------
@@ -344,7 +401,7 @@ import sys
 import drytorch.trackers.plot as plot
 assert 'matplotlib' not in sys.modules, 'imported at module import'
 sys.modules['matplotlib'] = None  # as if it were not installed
-for make in (plot.PlotTracker, lambda: plot.plot_run({}, None, None)):
+for make in (plot.PlotTracker, lambda: plot.plot_run({}, 'x.png')):
     try:
         make()
     except plot.MissingPlotDependencyError as error:

@@ -432,10 +432,14 @@ def test_recreated_experiment_addresses_the_same_runs() -> None:
     assert len(data['sessions']) == 2
 
 
-def test_resume_missing_id_creates_it_with_a_warning() -> None:
+def test_resume_missing_id_creates_it_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     exp = make_exp()
-    with pytest.warns(exceptions.DryTorchWarning, match="'new'"):
+    with warnings.catch_warnings(), caplog.at_level('INFO', logger='drytorch'):
+        warnings.simplefilter('error')  # the first launch of a resuming script
         run = exp.create_run('new', resume=True)
+    assert "'new'" in caplog.text and 'not recorded yet' in caplog.text
     assert run.id == 'new'
     assert load(exp, 'new')['status'] == 'created'
     with warnings.catch_warnings():

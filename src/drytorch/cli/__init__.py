@@ -5,14 +5,16 @@
                                                  recorded runs, with last metrics
     drytorch show RUN [--json]                   config, environment, metrics, outputs
     drytorch compare RUN RUN [--json]            config and final-metric differences
-    drytorch plot RUN [--metric M] [--out FILE]  learning curves from CSV or SQLite
+    drytorch plot RUN [--metric M]... [--out FILE]  one figure of learning curves
     drytorch verify RUN [--json]                 checkpoints load and match, environment
     drytorch plugins [--json]                    plugins, their origin and hooks
     drytorch tag RUN TAG [TAG...] [--remove]     add or remove tags of a run
     drytorch rm RUN [--outputs] [--yes]          delete a run (and its outputs)
     drytorch gc [--dry-run]                      remove what dead processes left
 
-RUN is a run id; add ``--experiment NAME`` when two experiments share it.
+RUN is a run id, a prefix of one that only one run has, or ``last`` (the newest
+run); add ``--experiment NAME`` when two experiments share it. ``drytorch
+--version`` prints the versions; ``python -m drytorch`` is the same command.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from typing import Any
 from drytorch.core import exceptions
 
 __all__ = ['main']
+
+RUN_ARGUMENT = 'a run id, a prefix only one run id has, or "last"'
+RUN_HELP = (
+    'RUN is a run id, a prefix that only one run id has, or "last" (the newest '
+    'run); add --experiment NAME when two experiments have that id.'
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,12 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     from drytorch.cli import housekeeping, plugins, runs, verify
 
     parser = argparse.ArgumentParser(
-        prog='drytorch', description='Inspect DRYTorch runs and plugins.'
+        prog='drytorch',
+        description='Inspect DRYTorch runs and plugins.',
+        epilog=f'{RUN_HELP} Runs are recorded in the registry folder: '
+        'DRYTORCH_REGISTRY_DIR, [tool.drytorch] registry_dir in pyproject.toml, '
+        'or the user data folder; `drytorch COMMAND --help` tells more.',
     )
+    parser.add_argument('--version', action='version', version=_version())
     commands = parser.add_subparsers(required=True, metavar='COMMAND')
 
     def command(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text, epilog=RUN_HELP
+        )
         sub.set_defaults(handler=handler)
         return sub
 
@@ -69,25 +84,37 @@ def _parser() -> argparse.ArgumentParser:
     _selection_options(listing)
 
     show = command('show', 'show one run', runs.show)
-    show.add_argument('run', metavar='RUN')
+    show.add_argument('run', metavar='RUN', help=RUN_ARGUMENT)
     registry_options(show)
     show.add_argument('--json', action='store_true', help='print JSON')
 
     compare = command('compare', 'compare two runs', runs.compare)
-    compare.add_argument('runs', metavar='RUN', nargs=2)
+    compare.add_argument('runs', metavar='RUN', nargs=2, help=RUN_ARGUMENT)
     registry_options(compare)
     compare.add_argument('--json', action='store_true', help='print JSON')
 
     plot = command('plot', 'plot the learning curves of a run', runs.plot)
-    plot.add_argument('run', metavar='RUN')
+    plot.add_argument('run', metavar='RUN', help=RUN_ARGUMENT)
     registry_options(plot)
-    plot.add_argument('--metric', '-m', help='only this metric')
-    plot.add_argument('--out', '-o', type=pathlib.Path, help='PNG file to write')
+    plot.add_argument(
+        '--metric',
+        '-m',
+        action='append',
+        help='only this metric (repeat for several; case aside, a unique '
+        'prefix or part of its name will do)',
+    )
+    plot.add_argument(
+        '--out',
+        '-o',
+        type=pathlib.Path,
+        help='the figure to write: .png, .pdf, .svg... (default: '
+        '<experiment>_<run>.png)',
+    )
 
     check = command(
         'verify', "check a run's checkpoints and environment", verify.verify
     )
-    check.add_argument('run', metavar='RUN')
+    check.add_argument('run', metavar='RUN', help=RUN_ARGUMENT)
     registry_options(check)
     check.add_argument('--json', action='store_true', help='print JSON')
 
@@ -95,13 +122,13 @@ def _parser() -> argparse.ArgumentParser:
     found.add_argument('--json', action='store_true', help='print JSON')
 
     tagging = command('tag', 'add or remove tags of a run', housekeeping.tag)
-    tagging.add_argument('run', metavar='RUN')
+    tagging.add_argument('run', metavar='RUN', help=RUN_ARGUMENT)
     tagging.add_argument('tags', metavar='TAG', nargs='+')
     registry_options(tagging)
     tagging.add_argument('--remove', action='store_true', help='remove the tags')
 
     rm = command('rm', 'delete a run from the registry', housekeeping.remove)
-    rm.add_argument('run', metavar='RUN')
+    rm.add_argument('run', metavar='RUN', help=RUN_ARGUMENT)
     registry_options(rm)
     rm.add_argument(
         '--outputs', action='store_true', help='also its checkpoints and outputs'
@@ -153,6 +180,20 @@ def _selection_options(listing: argparse.ArgumentParser) -> None:
         action='store_true',
         help='compare every record with the index first (after edits in place)',
     )
+
+
+def _version() -> str:
+    import platform
+
+    from drytorch.__about__ import __version__
+
+    try:
+        from importlib.metadata import version
+
+        torch = version('torch')
+    except Exception:  # torch missing or not installed as a distribution
+        torch = 'not installed'
+    return f'drytorch {__version__} (torch {torch}, python {platform.python_version()})'
 
 
 def _count(text: str) -> int:

@@ -79,24 +79,45 @@ def _safe(records: selection.RunList) -> list[registry.RunRecord]:
 
 
 def find_run(args: argparse.Namespace, run_id: str) -> registry.RunRecord:
-    """Return the record of ``run_id`` (in ``args.experiment`` if given).
+    """Return the record that ``run_id`` names (in ``args.experiment`` if given).
+
+    ``run_id`` is a run id; else ``last``, the newest run; else the start of
+    exactly one run id.
 
     Raises:
-        DryTorchError: no run or several runs have that id.
+        DryTorchError: no run, or several runs, answer to ``run_id``.
         CorruptRecordError: the record holds an unsafe experiment name or id.
     """
     reg = _registry(args)
-    matches = []
-    for key in reg.experiment_keys():
-        name = reg.experiment_info(key).get('name', key)
-        if args.experiment and name != args.experiment:
-            continue
-        if reg.exists(key, run_id):
-            matches.append(reg.read(key, run_id))
+    keys = [
+        key
+        for key in reg.experiment_keys()
+        if not args.experiment
+        or reg.experiment_info(key).get('name', key) == args.experiment
+    ]
+    matches = [reg.read(key, run_id) for key in keys if reg.exists(key, run_id)]
+    if not matches and run_id == 'last':
+        matches = list(reg.select_runs(keys, descending=True, limit=1))
+    if not matches and run_id:
+        started = [
+            (key, found)
+            for key in keys
+            for found in reg.select_runs([key]).ids
+            if found.startswith(run_id)
+        ]
+        if len(started) > 1:
+            shown = ', '.join(sorted(found for _, found in started)[:10])
+            more = f' and {len(started) - 10} more' if len(started) > 10 else ''
+            raise exceptions.DryTorchError(
+                f'{run_id!r} starts several run ids ({shown}{more}); give more of '
+                'the id.'
+            )
+        matches = [reg.read(key, found) for key, found in started]
     if not matches:
         where = f' of experiment {args.experiment!r}' if args.experiment else ''
         raise exceptions.DryTorchError(
-            f'No run {run_id!r}{where} in {reg.root}; `drytorch runs` lists them.'
+            f'No run {run_id!r}{where} in {reg.root}; `drytorch runs` lists them '
+            '(RUN is an id, a prefix only one id has, or "last").'
         )
     if len(matches) > 1:
         names = ', '.join(sorted(str(r.data.get('par_dir')) for r in matches))
@@ -181,7 +202,12 @@ def show(args: argparse.Namespace) -> int:
     outputs = {name: str(place) for name, place in _outputs(record).items()}
     if args.json:
         print_json(
-            dict(record.to_json(), registry_path=str(record.path), outputs=outputs)
+            dict(
+                record.to_json(),
+                registry_path=str(record.path),
+                outputs=outputs,
+                **_setup(record),
+            )
         )
         return 0
     data = record.data
@@ -192,6 +218,7 @@ def show(args: argparse.Namespace) -> int:
     host, pid = printable(data.get('host', '-')), printable(data.get('pid', '-'))
     print(f'  host      {host} (pid {pid})')
     print(f'  tags      {printable(", ".join(record.tags)) or "-"}')
+    print(f'  seed      {_seed_line(record)}')
     if 'error' in data:
         print(f'  error     {printable(data["error"])}')
     _section('Config', {'config': dict(record.config)} if record.config else {})
@@ -207,18 +234,20 @@ def show(args: argparse.Namespace) -> int:
 def compare(args: argparse.Namespace) -> int:
     """Print the config and final-metric differences of two runs side by side."""
     first, second = (find_run(args, run_id) for run_id in args.runs)
+    setup = _differences(_setup(first), _setup(second))
     config = _differences(flatten(first.config), flatten(second.config))
     metrics = _differences(flatten(last_metrics(first)), flatten(last_metrics(second)))
     if args.json:
         print_json(
             {
                 'runs': [first.id, second.id],
+                'run': {k: list(v) for k, v in setup.items()},
                 'config': {k: list(v) for k, v in config.items()},
                 'metrics': {k: list(v) for k, v in metrics.items()},
             }
         )
         return 0
-    for title, rows in (('CONFIG', config), ('METRIC', metrics)):
+    for title, rows in (('RUN', setup), ('CONFIG', config), ('METRIC', metrics)):
         if not rows:
             print(f'{title}: no differences')
             continue
@@ -230,24 +259,31 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def plot(args: argparse.Namespace) -> int:
-    """Draw the learning curves of a run from its CSV or SQLite metrics.
+    """Draw a run's learning curves, from its stored metrics, in one figure.
 
-    The files go to ``--out`` or, by default, to the working directory: the
-    record's names are checked safe names, so the default name has no folder.
+    The figure goes to ``--out`` exactly (its suffix picks the format) or, by
+    default, to ``<experiment>_<run>.png`` in the working directory (or in
+    ``--out`` when that is an existing folder): the record's names are
+    checked safe names, so the default name has no folder. One axes per
+    metric (``--metric``, repeatable, matched ignoring case and by unique
+    prefix or substring), with every model and source of it. Prints the path.
     """
     record = find_run(args, args.run)
-    histories = load_histories(record)
-    from drytorch.trackers.plot import plot_run
+    from drytorch.trackers.plot import figure_format, plot_run
 
-    out = args.out or pathlib.Path.cwd() / f'{record.experiment}_{record.id}.png'
-    written = plot_run(histories, out, args.metric)
-    if not written:
-        raise exceptions.DryTorchError(
-            f'Nothing to plot for run {record.id!r}'
-            + (f' and metric {args.metric!r}.' if args.metric else '.')
+    default = f'{record.experiment}_{record.id}.png'
+    out = args.out if args.out is not None else pathlib.Path.cwd() / default
+    if out.is_dir():
+        out = out / default
+    figure_format(out)  # refuse an unknown suffix before reading metrics
+    histories = load_histories(record)
+    try:
+        written = plot_run(
+            histories, out, args.metric, title=f'{record.experiment} / {record.id}'
         )
-    for path in written:
-        print(path)
+    except OSError as err:
+        raise exceptions.DryTorchError(f'Could not write {out}: {err}') from err
+    print(written)
     return 0
 
 
@@ -284,6 +320,35 @@ def _outputs(record: registry.RunRecord) -> dict[str, pathlib.Path | str]:
     for label, place in get_host().run_outputs(run).items():
         places.setdefault(label, printable(place))
     return places
+
+
+_SEED_SOURCES = {
+    'argument': 'passed to create_run(seed=...)',
+    'setting': 'the seed setting ([tool.drytorch] seed or DRYTORCH_SEED)',
+    'drawn': 'drawn at random and recorded; choose one with create_run(seed=...) '
+    'or the seed setting',
+}
+
+
+def _setup(record: registry.RunRecord) -> dict[str, Any]:
+    """Return what, besides the config, decides how the run computes."""
+    data = record.data
+    return {
+        'seed': data.get('seed'),
+        'seed_source': data.get('seed_source'),
+        'deterministic': data.get('deterministic'),
+    }
+
+
+def _seed_line(record: registry.RunRecord) -> str:
+    setup = _setup(record)
+    if setup['seed'] is None:
+        return '- (recorded before runs had seeds)'
+    source = _SEED_SOURCES.get(
+        str(setup['seed_source']), printable(setup['seed_source'])
+    )
+    mode = ', deterministic mode' if setup['deterministic'] else ''
+    return f'{printable(setup["seed"])} ({source}){mode}'
 
 
 def _section(title: str, table: Mapping[str, Any]) -> None:

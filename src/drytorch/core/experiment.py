@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import os
 import pathlib
 import re
@@ -35,6 +36,7 @@ __all__ = ['Experiment', 'Run', 'experiment_key']
 
 
 ConfigT = TypeVar('ConfigT')
+_LOGGER = logging.getLogger('drytorch')
 RECORD_VERSION = 1
 
 
@@ -124,8 +126,8 @@ class Experiment(Generic[ConfigT]):
         Args:
             run_id: the run's id; by default the creation time. With
                 ``resume=True`` and no recorded run of that id, the run is
-                created (with a warning), so one script serves the first
-                launch and every relaunch.
+                created (logged at INFO, no warning), so one script serves the
+                first launch and every relaunch.
             resume: continue the run ``run_id``, or the newest run of this
                 experiment when ``run_id`` is ``None``. With no run recorded, a
                 new run is created (with a warning).
@@ -181,11 +183,11 @@ class Experiment(Generic[ConfigT]):
         try:
             record = self.registry.read(self.key, target)
         except FileNotFoundError:
-            warnings.warn(
-                f'Run {target!r} of experiment {self.name!r} is not recorded yet: '
-                'creating it.',
-                exceptions.DryTorchWarning,
-                stacklevel=2,
+            # the first launch of a script that resumes by id: expected, no warning
+            _LOGGER.info(
+                'Run %r of experiment %r is not recorded yet: creating it.',
+                target,
+                self.name,
             )
             try:
                 return self._new_run(target, seed, deterministic)

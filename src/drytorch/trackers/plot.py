@@ -7,7 +7,11 @@ directly: no pyplot, no global state, no backend switching.
 
 Layout: ``<par_dir>/plots/<experiment>/<run id>/<model>-<metric>.png``, one
 file per model and metric, with one curve per source (``Trainer``,
-``Validation``, ...) against the epoch.
+``Validation``, ...) against the epoch. ``plot_run`` (``drytorch plot``) writes
+one figure of a whole run instead, one axes per metric. Every figure is drawn
+by ``plot_curves``, so all look alike: a source has one colour everywhere
+(``Trainer`` blue, ``Validation`` orange, ``Test`` green), models sharing an
+axes differ by line style.
 
 Every file is written to a temporary file and renamed over its name, so a
 reader never sees half a PNG and a symbolic link planted in the output
@@ -27,7 +31,7 @@ import os
 import pathlib
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from drytorch import hookimpl
@@ -43,10 +47,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     'MissingPlotDependencyError',
+    'PlotError',
     'PlotTracker',
+    'figure_format',
+    'match_metric',
+    'match_metrics',
     'metric_names',
+    'plot_curves',
     'plot_histories',
     'plot_run',
+    'run_metric_names',
     'save_learning_curves',
 ]
 
@@ -94,6 +104,61 @@ def metric_names(histories: Mapping[str, MetricHistory]) -> list[str]:
     return list(names)
 
 
+def run_metric_names(histories_by_model: Histories) -> list[str]:
+    """Return the metrics with data of any model, in first-seen order."""
+    names: dict[str, None] = {}
+    for histories in histories_by_model.values():
+        names.update(dict.fromkeys(metric_names(histories)))
+    return list(names)
+
+
+class PlotError(exceptions.DryTorchError, ValueError):
+    """A figure cannot be made as asked: unknown metric or file format."""
+
+
+def _listing(names: Iterable[str]) -> str:
+    return ', '.join(repr(name) for name in names) or 'none'
+
+
+def match_metric(name: str, available: Sequence[str]) -> str:
+    """Return the metric of ``available`` that ``name`` means.
+
+    Tried in order, the first rule that finds anything decides: the exact
+    name, the name ignoring case, a unique prefix, a unique substring (the
+    last three ignoring case).
+
+    Raises:
+        PlotError: nothing matches (the error lists the metrics that exist),
+            or a rule matches several metrics (the error lists them).
+    """
+    if name in available:
+        return name
+    folded = name.casefold()
+    if folded:
+        rules = (
+            lambda metric: metric == folded,
+            lambda metric: metric.startswith(folded),
+            lambda metric: folded in metric,
+        )
+        for rule in rules:
+            found = [m for m in available if rule(m.casefold())]
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise PlotError(
+                    f'Metric {name!r} is ambiguous: it matches {_listing(found)}. '
+                    'Give more of its name.'
+                )
+    raise PlotError(
+        f'No metric matches {name!r}. The metrics with data are: {_listing(available)}.'
+    )
+
+
+def match_metrics(requested: Iterable[str], available: Sequence[str]) -> list[str]:
+    """Return the metrics ``requested`` means (``match_metric``), without repeats."""
+    return list(dict.fromkeys(match_metric(name, available) for name in requested))
+
+
 def _no_data_warning(metric: str | None, where: str) -> None:
     what = 'any metric' if metric is None else f'metric {metric!r}'
     warnings.warn(
@@ -103,21 +168,96 @@ def _no_data_warning(metric: str | None, where: str) -> None:
     )
 
 
-def _draw(ax: Axes, histories: Mapping[str, MetricHistory], metric: str) -> None:
+# One look for every figure: a source has the same colour wherever it is
+# drawn, and models in one figure differ by line style.
+_SOURCE_COLOURS = {'Trainer': 'C0', 'Validation': 'C1', 'Test': 'C2'}
+_OTHER_COLOURS = tuple(f'C{index}' for index in range(3, 10))
+_LINE_STYLES = ('-', '--', ':', '-.')
+
+
+def _source_colours(histories_by_model: Histories) -> dict[str, str]:
+    """Return a colour per source: fixed for the usual ones, then first-seen."""
+    colours = dict(_SOURCE_COLOURS)
+    others = 0
+    for histories in histories_by_model.values():
+        for source in histories:
+            if source not in colours:
+                colours[source] = _OTHER_COLOURS[others % len(_OTHER_COLOURS)]
+                others += 1
+    return colours
+
+
+def _draw(
+    ax: Axes, histories_by_model: Histories, metric: str, colours: Mapping[str, str]
+) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    for source, history in histories.items():
-        series = history.values.get(metric)
-        if series is None or not _has_data(series):
-            continue
-        n = min(len(history.epochs), len(series))
-        # NaN breaks the line; markers keep isolated points visible
-        ax.plot(history.epochs[:n], series[:n], marker='.', label=source)
+    several = len(histories_by_model) > 1
+    for index, (model, histories) in enumerate(histories_by_model.items()):
+        for source, history in histories.items():
+            series = history.values.get(metric)
+            if series is None or not _has_data(series):
+                continue
+            n = min(len(history.epochs), len(series))
+            # NaN breaks the line; markers keep isolated points visible
+            ax.plot(
+                history.epochs[:n],
+                series[:n],
+                color=colours[source],
+                linestyle=_LINE_STYLES[index % len(_LINE_STYLES)],
+                marker='.',
+                label=f'{model}/{source}' if several else source,
+            )
     ax.set_xlabel('Epoch')
     ax.set_ylabel(metric)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    if ax.lines:
+        ax.legend()
+
+
+def plot_curves(
+    histories_by_model: Histories, metrics: Sequence[str], title: str
+) -> Figure:
+    """Draw one figure with one axes per metric: the drawing of every plot.
+
+    ``PlotTracker``'s files, ``save_learning_curves``, ``plot_histories`` and
+    ``drytorch plot`` all draw with it, so they look alike: the same colour
+    for a source (``Trainer``, ``Validation``, ``Test``, ...), the same
+    styling and axis labels (``Epoch``, the metric).
+
+    Args:
+        histories_by_model: ``{model: {source: history}}``; each axes holds
+            the curves of every model and source with data for its metric,
+            labelled ``source`` (one model) or ``model/source``.
+        metrics: the metrics, one axes each (in a grid of up to three
+            columns); none gives one axes saying ``no data``.
+        title: the axes' title with one metric; the figure's otherwise,
+            when each axes is titled with its metric.
+
+    Returns:
+        The figure (not saved).
+
+    Raises:
+        MissingPlotDependencyError: matplotlib is not installed.
+    """
+    count = max(1, len(metrics))
+    columns = 1 if count == 1 else 2 if count <= 4 else 3
+    rows = math.ceil(count / columns)
+    figure = _new_figure(figsize=(6.4 * columns, 4.0 * rows), layout='constrained')
+    if not metrics:
+        ax = figure.add_subplot()
+        ax.text(0.5, 0.5, 'no data', ha='center', va='center')
+        ax.set_title(title)
+        return figure
+    colours = _source_colours(histories_by_model)
+    for index, name in enumerate(metrics, start=1):
+        ax = figure.add_subplot(rows, columns, index)
+        _draw(ax, histories_by_model, name, colours)
+        ax.set_title(title if len(metrics) == 1 else name)
+    if len(metrics) > 1:
+        figure.suptitle(title)
+    return figure
 
 
 def plot_histories(
@@ -128,7 +268,7 @@ def plot_histories(
     Args:
         histories: ``{source: history}`` of one model.
         metric: the metric to draw; ``None`` draws every metric with data,
-            one axes each, stacked.
+            one axes each.
         title: the figure's title (for example, the model's name).
 
     Returns:
@@ -138,23 +278,12 @@ def plot_histories(
     Raises:
         MissingPlotDependencyError: matplotlib is not installed.
     """
-    metrics = [metric] if metric is not None else metric_names(histories)
-    figure = _new_figure(
-        figsize=(6.4, 4.0 * max(1, len(metrics))), layout='constrained'
-    )
-    if not metrics or not any(m in metric_names(histories) for m in metrics):
+    available = metric_names(histories)
+    metrics = [metric] if metric is not None else available
+    if not any(m in available for m in metrics):
         _no_data_warning(metric, repr(title))
-        ax = figure.add_subplot()
-        ax.text(0.5, 0.5, 'no data', ha='center', va='center')
-        ax.set_title(title)
-        return figure
-    for index, name in enumerate(metrics, start=1):
-        ax = figure.add_subplot(len(metrics), 1, index)
-        _draw(ax, histories, name)
-        ax.set_title(title if len(metrics) == 1 else name)
-    if len(metrics) > 1:
-        figure.suptitle(title)
-    return figure
+        return plot_curves({}, [], title)
+    return plot_curves({title: histories}, metrics, title)
 
 
 def _safe(name: str) -> str:
@@ -182,19 +311,22 @@ def _curves(
     return pairs
 
 
-def _save(
-    histories: Mapping[str, MetricHistory], model: str, metric: str, path: pathlib.Path
-) -> None:
-    """Draw and save one figure; its suffix names the format.
+def _write(figure: Figure, path: pathlib.Path, fmt: str) -> None:
+    """Save ``figure`` to ``path`` in ``fmt``.
 
     The file is replaced by renaming a new one over it, never opened where
     it is: a symbolic link planted in its place is replaced, and the file it
     points to is left alone.
     """
-    figure = plot_histories(histories, metric, f'{model}: {metric}')
-    fmt = path.suffix.lstrip('.').lower() or 'png'
     with files.replacing(path, sync=False, suffix=path.suffix) as handle:
         figure.savefig(handle, format=fmt)
+
+
+def _save(
+    histories: Mapping[str, MetricHistory], model: str, metric: str, path: pathlib.Path
+) -> None:
+    """Draw and save the figure of one model and metric as PNG."""
+    _write(plot_curves({model: histories}, [metric], f'{model}: {metric}'), path, 'png')
 
 
 def save_learning_curves(
@@ -228,45 +360,74 @@ def save_learning_curves(
     return written
 
 
-def plot_run(
-    histories_by_model: Histories,
-    out: str | os.PathLike[str] | None,
-    metric: str | None = None,
-) -> list[pathlib.Path]:
-    """Save a run's learning curves where the user asked (``drytorch plot``).
-
-    Args:
-        histories_by_model: ``{model: {source: history}}``.
-        out: the file to write; its suffix picks the format (``.png`` when it
-            has none). With several models or metrics, one file each is written
-            next to it as ``<stem>-<model>-<metric><suffix>``. An existing
-            folder, or ``None`` for the working directory, receives
-            ``<model>-<metric>.png`` files.
-        metric: the metric to draw; ``None`` draws every metric with data.
-
-    Returns:
-        The files written (none when there is no data; a warning says so).
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """Return the file format ``path``'s suffix names (``png`` without one).
 
     Raises:
         MissingPlotDependencyError: matplotlib is not installed.
-        OSError: a file could not be written.
+        PlotError: matplotlib cannot write that format; the error lists
+            the suffixes it can.
     """
     _require_matplotlib()
-    if out is None or pathlib.Path(out).is_dir():
-        return save_learning_curves(histories_by_model, out or '.', metric)
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = pathlib.Path(path).suffix
+    fmt = suffix.lstrip('.').lower() or 'png'
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in supported:
+        raise PlotError(
+            f'Cannot write a figure as {suffix!r} ({os.fspath(path)}). Supported '
+            f'suffixes: {", ".join("." + name for name in sorted(supported))}.'
+        )
+    return fmt
+
+
+def plot_run(
+    histories_by_model: Histories,
+    out: str | os.PathLike[str],
+    metrics: str | Iterable[str] | None = None,
+    *,
+    title: str | None = None,
+) -> pathlib.Path:
+    """Save one figure of a run's learning curves at ``out`` (``drytorch plot``).
+
+    Args:
+        histories_by_model: ``{model: {source: history}}``.
+        out: the file to write, exactly there (its folder is created); its
+            suffix picks the format (``.png``, ``.pdf``, ``.svg``, ...: what
+            matplotlib writes; PNG when it has none).
+        metrics: the metrics to draw, one axes each with every model and
+            source; matched as ``match_metric`` says (case aside, a unique
+            prefix or substring will do). ``None`` draws every metric with
+            data.
+        title: the figure's title; defaults to ``out``'s stem.
+
+    Returns:
+        The file written: ``out``.
+
+    Raises:
+        MissingPlotDependencyError: matplotlib is not installed.
+        PlotError: an unknown suffix, a metric that matches none or several
+            of those with data, or no data at all.
+        OSError: the file could not be written.
+    """
     out = pathlib.Path(out)
-    suffix = out.suffix or '.png'
-    pairs = _curves(histories_by_model, metric)
-    written = []
-    for model, name in pairs:
-        if len(pairs) == 1:
-            path = out.with_suffix(suffix)
-        else:
-            path = out.with_name(f'{out.stem}-{_safe(model)}-{_safe(name)}{suffix}')
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _save(histories_by_model[model], model, name, path)
-        written.append(path)
-    return written
+    fmt = figure_format(out)
+    available = run_metric_names(histories_by_model)
+    if not available:
+        raise PlotError('Nothing to plot: no metric has data.')
+    if metrics is None:
+        chosen = available
+    else:
+        chosen = match_metrics(
+            [metrics] if isinstance(metrics, str) else metrics, available
+        )
+    figure = plot_curves(
+        histories_by_model, chosen, out.stem if title is None else title
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(figure, out, fmt)
+    return out
 
 
 class PlotTracker(Dumper):
