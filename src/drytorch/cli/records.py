@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from drytorch.cli.tables import printable
-from drytorch.core import exceptions, registry
+from drytorch.core import exceptions, registry, run_view
 from drytorch.validators.names import MAX_LENGTH, check_name
 
 __all__ = ['check_record', 'last_metrics', 'outputs', 'par_dir']
@@ -31,8 +31,7 @@ def check_record(record: registry.RunRecord) -> None:
     Raises:
         CorruptRecordError: naming the record and the field.
     """
-    _check(record, 'experiment', record.experiment, 'experiment')
-    _check(record, 'id', record.id, 'run')
+    run_view.check_record(record)
 
 
 def par_dir(record: registry.RunRecord) -> pathlib.Path:
@@ -41,12 +40,7 @@ def par_dir(record: registry.RunRecord) -> pathlib.Path:
     Raises:
         CorruptRecordError: the field is missing or not an absolute path.
     """
-    value = record.data.get('par_dir')
-    if not isinstance(value, str) or '\0' in value or not os.path.isabs(value):
-        raise exceptions.CorruptRecordError(
-            record.path, f"field 'par_dir' is not an absolute folder: {value!r}"
-        )
-    return pathlib.Path(value)
+    return run_view.record_par_dir(record)
 
 
 def outputs(record: registry.RunRecord) -> dict[str, pathlib.Path]:
@@ -127,15 +121,6 @@ def _label_problem(name: object) -> str:
 def _summary(record: registry.RunRecord) -> Mapping[str, Any]:
     summary = record.data.get('summary', {})
     return summary if isinstance(summary, Mapping) else {}
-
-
-def _check(record: registry.RunRecord, field: str, name: str, kind: str) -> None:
-    try:
-        check_name(name, kind)
-    except exceptions.InvalidNameError as err:
-        raise exceptions.CorruptRecordError(
-            record.path, f'field {field!r}: {err}'
-        ) from None
 
 
 def _skip(record: registry.RunRecord, field: str, problem: str) -> None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from drytorch.core.run import Run
     from drytorch.trackers.base import MetricHistory
 
-__all__ = ['RunView']
+__all__ = ['RunView', 'check_record', 'record_par_dir']
 
 _MAX_NAME = 100
 
@@ -112,35 +112,16 @@ class RunView:
         Raises:
             CorruptRecordError: naming the record and the field.
         """
-        from drytorch.validators.names import check_name
-
+        check_record(record)
+        par_dir = record_par_dir(record)
         data = record.data
-        for field, value, kind in (
-            ('experiment', record.experiment, 'experiment'),
-            ('id', record.id, 'run'),
-        ):
-            try:
-                check_name(value, kind)
-            except exceptions.InvalidNameError as err:
-                raise exceptions.CorruptRecordError(
-                    record.path, f'field {field!r}: {err}'
-                ) from None
-        par_dir = data.get('par_dir')
-        if (
-            not isinstance(par_dir, str)
-            or '\0' in par_dir
-            or not os.path.isabs(par_dir)
-        ):
-            raise exceptions.CorruptRecordError(
-                record.path, f"field 'par_dir' is not an absolute folder: {par_dir!r}"
-            )
         seed = data.get('seed')
         config = data.get('config', {})
         return cls(
             id=record.id,
             experiment=record.experiment,
             experiment_class=str(data.get('experiment_class', '')),
-            par_dir=pathlib.Path(par_dir),
+            par_dir=par_dir,
             config=config if isinstance(config, Mapping) else {},
             seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             tags=tuple(str(tag) for tag in record.tags),
@@ -206,8 +187,8 @@ class RunView:
                 f'Cannot save the state of plugin {name!r}: run {self.id!r} is '
                 'not running in this process (a recorded run is read-only).'
             )
+        plain = dict(state)
         try:
-            plain = copy.deepcopy(dict(state))
             tomli_w.dumps({name: plain})
         except (TypeError, ValueError) as err:
             raise exceptions.PluginStateError(
@@ -228,6 +209,40 @@ class RunView:
     def __repr__(self) -> str:
         where = 'live' if self.live else 'recorded'
         return f'RunView({self.id!r} of experiment {self.experiment!r}, {where})'
+
+
+def check_record(record: RunRecord) -> None:
+    """Refuse a record whose experiment name or run id is not a safe name.
+
+    Raises:
+        CorruptRecordError: naming the record and the field.
+    """
+    from drytorch.validators.names import check_name
+
+    for field, value, kind in (
+        ('experiment', record.experiment, 'experiment'),
+        ('id', record.id, 'run'),
+    ):
+        try:
+            check_name(value, kind)
+        except exceptions.InvalidNameError as err:
+            raise exceptions.CorruptRecordError(
+                record.path, f'field {field!r}: {err}'
+            ) from None
+
+
+def record_par_dir(record: RunRecord) -> pathlib.Path:
+    """Return the experiment's output folder that the record names.
+
+    Raises:
+        CorruptRecordError: the field is missing or not an absolute path.
+    """
+    value = record.data.get('par_dir')
+    if not isinstance(value, str) or '\0' in value or not os.path.isabs(value):
+        raise exceptions.CorruptRecordError(
+            record.path, f"field 'par_dir' is not an absolute folder: {value!r}"
+        )
+    return pathlib.Path(value)
 
 
 def _check_state_name(name: object) -> None:
