@@ -1,17 +1,25 @@
 """The main example: a small regression experiment, end to end.
 
 Trains an MLP to fit y = sin(3x) with validation and early stopping, tests it,
-saves a checkpoint, and prints where the outputs and the run record are.
-Everything is recorded in the run registry: ``drytorch runs`` lists the runs.
+checkpoints it every epoch, and prints where the outputs and the run record
+are. Everything is recorded in the run registry: ``drytorch runs`` lists the
+runs.
 
-    python examples/main.py            # a new run
-    python examples/main.py --resume   # continue the last run from its checkpoint
+    python examples/main.py              # continue the unfinished run, or start one
+    python examples/main.py --new        # always start a new run
+    python examples/main.py --run-id ID  # continue run ID (or create it)
+    python examples/main.py --lr 0.01    # another configuration: its own runs
+
+Kill it at any moment (Ctrl-C, ``kill``, a closed laptop) and launch it again
+the same way: the run that did not finish continues from its last checkpoint,
+and the console says which run resumed and from which epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Literal
 
 import torch
 from torch import nn
@@ -27,7 +35,6 @@ from drytorch import (
     Test,
     Trainer,
 )
-from drytorch.core import exceptions
 from drytorch.lib import hooks, schedulers
 
 
@@ -69,10 +76,9 @@ def abs_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (outputs - targets).abs().flatten()
 
 
-def run_experiment(resume: bool) -> None:
+def run_experiment() -> None:
     """Train, validate, test and checkpoint; reads the config from the run."""
     config = SineRegression.get_config()
-    torch.manual_seed(config.seed)
     train_set, test_set = make_datasets(config)
     loader = DataLoader(train_set, batch_size=config.batch_size, seed=config.seed)
     train_loader, val_loader = loader.split(0.2, seed=config.seed)
@@ -95,12 +101,8 @@ def run_experiment(resume: bool) -> None:
             metric='MSE', patience=config.patience, min_delta=1e-5
         )
     )
-    trainer.post_epoch_hooks.register(hooks.call_every(10, hooks.saving_hook, start=10))
-    if resume:
-        try:
-            trainer.load_checkpoint()
-        except exceptions.CheckpointError as err:  # none yet: start from scratch
-            print(f'starting from scratch: {err}')
+    trainer.checkpoint_every(epochs=1, keep_last=2)
+    trainer.resume()  # the run's latest checkpoint, if it has one
     trainer.train_until(config.max_epochs)
     where = trainer.save_checkpoint()
     test = Test(model, loader=DataLoader(test_set, batch_size=256), metric=loss)
@@ -111,12 +113,31 @@ def run_experiment(resume: bool) -> None:
 
 def main() -> None:
     """Run (or resume) the experiment and say where everything went."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--resume', action='store_true', help='resume the last run')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument('--new', action='store_true', help='start a new run')
+    choice.add_argument('--run-id', help='continue this run (or create it)')
+    choice.add_argument('--resume', action='store_true', help='continue the last run')
+    parser.add_argument(
+        '--lr', type=float, default=Config.lr, help='learning rate (another config)'
+    )
     args = parser.parse_args()
-    experiment = SineRegression(Config(), name='sine-regression', par_dir='outputs')
-    with experiment.create_run(resume=args.resume) as run:
-        run_experiment(args.resume)
+    config = Config(lr=args.lr)
+    experiment = SineRegression(config, name='sine-regression', par_dir='outputs')
+    resume: bool | Literal['unfinished'] = 'unfinished'
+    if args.new:
+        resume = False
+    elif args.run_id is not None or args.resume:
+        resume = True
+    run = experiment.create_run(args.run_id, resume=resume, seed=config.seed)
+    try:
+        with run:
+            run_experiment()
+    except KeyboardInterrupt:
+        print(f'\nInterrupted: run the same command again to continue run {run.id}.')
+        raise SystemExit(130) from None
     print(f'run {run.id}: {run.status}')
     print(f'run record: {run.record_path}')
     print(f'outputs:    {experiment.par_dir}')

@@ -113,11 +113,17 @@ def test_bad_usage_exits_non_zero() -> None:
 
 
 def _trained(
-    name: str, lr: float, run_id: str, trackers: tuple[object, ...] = ()
+    name: str,
+    lr: float,
+    run_id: str,
+    trackers: tuple[object, ...] = (),
+    without: tuple[str, ...] = (),
 ) -> None:
     from tests import training_kit as kit
 
     experiment = Experiment(Config(lr=lr), name=name)
+    for default in without:
+        experiment.trackers.remove(default)
     experiment.trackers.subscribe(*trackers)
     with experiment.create_run(run_id=run_id):
         trainer = kit.trainer(schema=kit.LearningSchema.sgd(lr=lr))
@@ -197,7 +203,7 @@ def test_plot_reads_sqlite_when_there_is_no_csv(tmp_path: pathlib.Path) -> None:
 
 
 def test_plot_without_stored_metrics_says_what_to_do() -> None:
-    _trained('exp', 0.1, 'c')
+    _trained('exp', 0.1, 'c', without=('CSVDumper',))
     done = drytorch('plot', 'c')
     assert done.returncode == 1
     assert 'CSVDumper' in done.stderr

@@ -44,7 +44,7 @@ def test_every_command_says_what_run_accepts() -> None:
     assert 'DRYTORCH_REGISTRY_DIR' in done.stdout and 'registry_dir' in done.stdout
     for command in ('show', 'plot', 'verify', 'tag', 'rm', 'compare'):
         text = drytorch(command, '--help').stdout
-        assert 'prefix' in text and '"last"' in text, (command, text)
+        assert 'prefix' in text and '"last"' in text and 'last~N' in text, text
 
 
 def test_the_base_install_depends_on_numpy() -> None:
@@ -62,6 +62,9 @@ def test_run_may_be_named_by_prefix_or_last() -> None:
             pass
     assert json.loads(drytorch('show', 'bet', '--json').stdout)['id'] == 'beta'
     assert json.loads(drytorch('show', 'last', '--json').stdout)['id'] == 'beta'
+    assert json.loads(drytorch('show', 'last~2', '--json').stdout)['id'] == 'alpha-1'
+    too_far = drytorch('show', 'last~3')
+    assert too_far.returncode == 1 and '3 run(s) are recorded' in too_far.stderr
     ambiguous = drytorch('show', 'alpha')
     assert ambiguous.returncode == 1
     assert 'alpha-1, alpha-2' in ambiguous.stderr and 'give more' in ambiguous.stderr

@@ -255,6 +255,7 @@ def test_rm_outputs_deletes_only_the_runs_own_outputs(tmp_path: pathlib.Path) ->
     assert record_of(exp, 'r')['summary']['outputs']['CSVDumper'] == str(csv_folder)
     done = drytorch('rm', 'r', '--outputs', '--yes')
     assert done.returncode == 0, done.stderr
+    assert 'could not be removed' not in done.stderr  # each folder removed once
     assert 'checkpoints 2 of model net' in done.stdout
     assert not run_checkpoints.exists()
     assert not csv_folder.exists()

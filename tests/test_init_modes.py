@@ -23,9 +23,9 @@ def fresh() -> None:
 @pytest.mark.parametrize(
     ('mode', 'names'),
     [
-        ('standard', ['BuiltinLogger', 'TqdmLogger', 'TomlDumper']),
+        ('standard', ['BuiltinLogger', 'TqdmLogger', 'TomlDumper', 'CSVDumper']),
         ('minimal', ['BuiltinLogger', 'TqdmLogger']),
-        ('hydra', ['BuiltinLogger', 'TqdmLogger', 'TomlDumper']),
+        ('hydra', ['BuiltinLogger', 'TqdmLogger', 'TomlDumper', 'CSVDumper']),
         ('none', []),
     ],
 )

@@ -60,6 +60,8 @@ def test_filters_in_python(sweep: Experiment[None]) -> None:
     assert ids(sweep.list_runs(tags=['a', 'b'])) == ['t']
     assert ids(sweep.list_runs(limit=2)) == ['t', 'killed']
     assert ids(sweep.list_runs(limit=0)) == []
+    for more in (7, 10, 12, 100):  # a limit above the count keeps every run
+        assert ids(sweep.list_runs(limit=more)) == ids(sweep.list_runs())
     assert ids(sweep.list_runs(descending=True, limit=2)) == ['killed', 't']
     assert ids(sweep.list_runs(sort='id'))[:2] == ['a0', 'a1']
     assert ids(sweep.list_runs(sort='status', tags='a')) == ['a0', 'a1', 'a2', 't']

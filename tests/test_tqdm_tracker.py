@@ -64,18 +64,44 @@ def test_a_bar_per_epoch_and_runner_with_metrics_in_the_postfix() -> None:
     stream = io.StringIO()
     full_run(TqdmLogger(leave=True, file=stream, disable=False))
     lines = final_lines(stream.getvalue())
-    assert [line.split(':')[0] for line in lines] == [
-        'Trainer',
-        'Validation',
-        'Trainer',
-        'Validation',
-        'Test',
+    titles = [line.split(':')[0] for line in lines]
+    run_id = titles[0].split(' | ')[0]
+    assert titles == [
+        f'{run_id} | {name}'
+        for name in ('Trainer', 'Validation', 'Trainer', 'Validation', 'Test')
     ]
     for line, total in zip(lines, [6, 2, 6, 2, 3], strict=True):
         assert f'{total}/{total}' in line
         assert 'batch/s' in line
         assert re.search(r'MSE=\d', line), line
     assert not tqdm_std.tqdm._instances  # every bar was closed
+
+
+def test_bars_are_titled_with_the_run_and_the_epoch_it_resumed_from() -> None:
+    stream = io.StringIO()
+    tracker = TqdmLogger(leave=True, file=stream, disable=False)
+    tracker.enable_training_bar = True
+    exp = only(tracker)
+    with exp.create_run(run_id='titled'):
+        trainer = kit.trainer(n=16, batch_size=8)
+        trainer.train(1)
+        trainer.save_checkpoint()
+    first = final_lines(stream.getvalue())
+    assert {line.split(':')[0] for line in first} == {
+        'titled | Model (Trainer)',
+        'titled | Trainer',
+    }
+    stream.seek(0)
+    stream.truncate()
+    with exp.create_run(run_id='titled', resume=True):
+        trainer = kit.trainer(n=16, batch_size=8)
+        assert trainer.resume()
+        trainer.train(1)
+    again = final_lines(stream.getvalue())
+    assert {line.split(':')[0] for line in again} == {
+        'titled, resumed from epoch 1 | Model (Trainer)',
+        'titled, resumed from epoch 1 | Trainer',
+    }
 
 
 def test_bars_are_not_left_by_default() -> None:

@@ -63,7 +63,7 @@ def use_model() -> Model[Any, Any]:
     return Model(torch.nn.Linear(2, 2), device='cpu')
 
 
-STANDARD = ['BuiltinLogger', 'TqdmLogger', 'TomlDumper']
+STANDARD = ['BuiltinLogger', 'TqdmLogger', 'TomlDumper', 'CSVDumper']
 
 
 def run_lines(text: str) -> list[str]:
@@ -167,9 +167,18 @@ def test_subscribe_duplicate_name_raises() -> None:
     exp.trackers.subscribe(Recorder('mine'))
     with pytest.raises(TrackerError, match="'mine'"):
         exp.trackers.subscribe(Recorder('mine'))
-    with pytest.raises(TrackerError, match="'BuiltinLogger'"):
-        exp.trackers.subscribe(builtin_logging.BuiltinLogger())
     assert exp.trackers.names == [*STANDARD, 'mine']
+
+
+def test_subscribed_tracker_replaces_the_default_of_its_name() -> None:
+    exp = Experiment(None, name='mine')
+    default = exp.trackers.get('BuiltinLogger')
+    own = builtin_logging.BuiltinLogger()
+    exp.trackers.subscribe(own)  # a default gives way
+    assert exp.trackers.get('BuiltinLogger') is own is not default
+    assert sorted(exp.trackers.names) == sorted(STANDARD)
+    with pytest.raises(TrackerError, match="'BuiltinLogger'"):
+        exp.trackers.subscribe(builtin_logging.BuiltinLogger())  # yours does not
 
 
 def test_subscribe_tracker_without_name_raises() -> None:
@@ -334,6 +343,20 @@ def test_extend_default_trackers() -> None:
     assert extra.names() == ['on_run_start', 'on_run_stop']
     with pytest.raises(TrackerError, match="'extra'"):
         drytorch.extend_default_trackers([Recorder('extra')])
+
+
+def test_extend_default_trackers_replaces_the_mode_tracker_of_its_name(
+    tmp_path,
+) -> None:
+    from drytorch.trackers.csv import CSVDumper
+
+    own = CSVDumper(par_dir=tmp_path)
+    drytorch.extend_default_trackers([own])
+    exp = Experiment(None, name='own-csv')
+    assert exp.trackers.get('CSVDumper') is own
+    assert exp.trackers.names.count('CSVDumper') == 1
+    with pytest.raises(TrackerError, match="'CSVDumper'"):
+        drytorch.extend_default_trackers([CSVDumper()])
 
 
 def test_remove_all_default_trackers() -> None:

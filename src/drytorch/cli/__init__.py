@@ -30,10 +30,11 @@ from drytorch.core import exceptions
 
 __all__ = ['main']
 
-RUN_ARGUMENT = 'a run id, a prefix only one run id has, or "last"'
+RUN_ARGUMENT = 'a run id, a prefix only one run id has, "last" or "last~N"'
 RUN_HELP = (
-    'RUN is a run id, a prefix that only one run id has, or "last" (the newest '
-    'run); add --experiment NAME when two experiments have that id.'
+    'RUN is a run id, a prefix that only one run id has, "last" (the newest '
+    'run) or "last~N" (the one N runs before it: last~1 is the one before '
+    'last); add --experiment NAME when two experiments have that id.'
 )
 
 

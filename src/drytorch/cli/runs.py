@@ -81,8 +81,8 @@ def _safe(records: selection.RunList) -> list[registry.RunRecord]:
 def find_run(args: argparse.Namespace, run_id: str) -> registry.RunRecord:
     """Return the record that ``run_id`` names (in ``args.experiment`` if given).
 
-    ``run_id`` is a run id; else ``last``, the newest run; else the start of
-    exactly one run id.
+    ``run_id`` is a run id; else ``last``, the newest run, or ``last~N``,
+    the run N before it (by creation); else the start of exactly one run id.
 
     Raises:
         DryTorchError: no run, or several runs, answer to ``run_id``.
@@ -96,8 +96,15 @@ def find_run(args: argparse.Namespace, run_id: str) -> registry.RunRecord:
         or reg.experiment_info(key).get('name', key) == args.experiment
     ]
     matches = [reg.read(key, run_id) for key in keys if reg.exists(key, run_id)]
-    if not matches and run_id == 'last':
-        matches = list(reg.select_runs(keys, descending=True, limit=1))
+    back = _steps_back(run_id)
+    if not matches and back is not None:
+        newest = reg.select_runs(keys, descending=True, limit=back + 1)
+        matches = list(newest[back : back + 1])
+        if not matches:
+            raise exceptions.DryTorchError(
+                f'{run_id!r} asks for run number {back + 1} from the newest, but '
+                f'{len(newest)} run(s) are recorded in {reg.root}.'
+            )
     if not matches and run_id:
         started = [
             (key, found)
@@ -117,7 +124,7 @@ def find_run(args: argparse.Namespace, run_id: str) -> registry.RunRecord:
         where = f' of experiment {args.experiment!r}' if args.experiment else ''
         raise exceptions.DryTorchError(
             f'No run {run_id!r}{where} in {reg.root}; `drytorch runs` lists them '
-            '(RUN is an id, a prefix only one id has, or "last").'
+            '(RUN is an id, a prefix only one id has, "last" or "last~N").'
         )
     if len(matches) > 1:
         names = ', '.join(sorted(str(r.data.get('par_dir')) for r in matches))
@@ -127,6 +134,16 @@ def find_run(args: argparse.Namespace, run_id: str) -> registry.RunRecord:
         )
     records_check(matches[0])
     return matches[0]
+
+
+def _steps_back(run_id: str) -> int | None:
+    """Return N for ``last~N`` (0 for ``last``), or ``None`` for another name."""
+    if run_id == 'last':
+        return 0
+    head, tilde, count = run_id.partition('~')
+    if head == 'last' and tilde and count.isdigit():
+        return int(count)
+    return None
 
 
 def last_metrics(record: registry.RunRecord) -> dict[str, Any]:

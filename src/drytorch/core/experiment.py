@@ -16,7 +16,7 @@ import pathlib
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from drytorch.core import (
     environment,
@@ -37,6 +37,7 @@ __all__ = ['Experiment', 'Run', 'experiment_key']
 
 ConfigT = TypeVar('ConfigT')
 _LOGGER = logging.getLogger('drytorch')
+_UNFINISHED = ('crashed', 'failed', 'created')
 RECORD_VERSION = 1
 
 
@@ -91,7 +92,9 @@ class Experiment(Generic[ConfigT]):
         self.par_dir = pathlib.Path(base).expanduser().resolve()
         self.key = experiment_key(self.name, self.par_dir)
         self.registry = registry.RunRegistry(config_settings.registry_dir)
-        self.trackers = tracking.TrackerRegistry(self.name, tracking.default_trackers())
+        self.trackers = tracking.TrackerRegistry(
+            self.name, defaults=tracking.default_trackers()
+        )
         self._runs: dict[str, Run[ConfigT]] = {}
 
     @property
@@ -117,20 +120,35 @@ class Experiment(Generic[ConfigT]):
         self,
         run_id: str | None = None,
         *,
-        resume: bool = False,
+        resume: bool | Literal['unfinished'] = False,
         seed: int | None = None,
         deterministic: bool | None = None,
     ) -> Run[ConfigT]:
-        """Create a run, or get a recorded one back with ``resume=True``.
+        """Create a run, or get a recorded one back with ``resume``.
+
+        ``resume='unfinished'`` is the relaunch pattern: the same script,
+        started again after a crash, a kill or Ctrl-C, continues the run that
+        did not finish, and otherwise starts a new one::
+
+            with experiment.create_run(resume='unfinished'):
+                ...  # build the model and trainer
+                trainer.resume()  # its latest checkpoint, if it has one
+                trainer.train_until(100)
 
         Args:
             run_id: the run's id; by default the creation time. With
                 ``resume=True`` and no recorded run of that id, the run is
                 created (logged at INFO, no warning), so one script serves the
                 first launch and every relaunch.
-            resume: continue the run ``run_id``, or the newest run of this
-                experiment when ``run_id`` is ``None``. With no run recorded, a
-                new run is created (with a warning).
+            resume: ``True``: continue the run ``run_id``, or the newest run
+                of this experiment when ``run_id`` is ``None``; with no run
+                recorded, a new run is created (with a warning).
+                ``'unfinished'``: continue the newest run of this experiment
+                with this configuration that did not complete (it crashed,
+                failed, was interrupted or never started) and that no live
+                process holds; with none, create a new run (``run_id`` then
+                names it). The trackers say which run was resumed and how
+                its last session ended.
             seed: the run's seed, from 0 to 2**32 - 1; by default the ``seed``
                 setting, else one drawn at random. Python's ``random``, NumPy
                 and torch are seeded from it whenever the run starts. A
@@ -160,6 +178,15 @@ class Experiment(Generic[ConfigT]):
             seed = seeding.check_seed(seed)
         if deterministic is not None and not isinstance(deterministic, bool):
             raise TypeError(f'deterministic must be a boolean, got {deterministic!r}.')
+        if resume == 'unfinished':
+            unfinished = self._resume_unfinished(seed, deterministic)
+            if unfinished is not None:
+                return unfinished
+            return self._new_run(run_id, seed, deterministic)
+        if not isinstance(resume, bool):
+            raise ValueError(
+                f"resume must be True, False or 'unfinished', got {resume!r}."
+            )
         if not resume:
             return self._new_run(run_id, seed, deterministic)
         target = run_id if run_id is not None else self.registry.last_id(self.key)
@@ -242,6 +269,36 @@ class Experiment(Generic[ConfigT]):
             limit=limit,
             refresh=refresh,
         )
+
+    def _resume_unfinished(
+        self, seed: int | None, deterministic: bool | None
+    ) -> Run[ConfigT] | None:
+        """Resume the newest unfinished run with this configuration, if any.
+
+        A run that another live process holds, or that cannot be resumed
+        with ``seed``, is passed over: a second launch beside the first one
+        starts its own run instead of failing.
+        """
+        config_hash = snapshot.config_hash(self.config)
+        candidates = self.list_runs(status=_UNFINISHED, sort='created', descending=True)
+        for listed in candidates:
+            if listed.config_hash != config_hash:
+                continue
+            run = self._runs.get(listed.id)
+            if run is not None and run.is_active:
+                continue
+            try:
+                return self.create_run(
+                    listed.id, resume=True, seed=seed, deterministic=deterministic
+                )
+            except (
+                exceptions.RunInUseError,
+                exceptions.SeedMismatchError,
+                exceptions.CorruptRecordError,
+                exceptions.ConfigMismatchError,
+            ):
+                continue
+        return None
 
     def _new_run(
         self, run_id: str | None, seed: int | None, deterministic: bool | None

@@ -355,6 +355,8 @@ def _remove_tree(folder: pathlib.Path, record: registry.RunRecord) -> None:
     """Delete a checked folder; links inside are removed, never followed."""
     if folder.is_symlink():  # swapped for a link since the check
         return
+    if not folder.exists():  # went with the checkpoints it held
+        return
     shutil.rmtree(folder, onerror=_warn_left(record))
 
 

@@ -49,6 +49,12 @@ class RunStartEvent:
         tags: the experiment's tags.
         record_path: the run's record file in the registry.
         timestamp: when the run started (local time, timezone aware).
+        previous_status: for a resumed run, how its last session ended:
+            ``completed``, ``failed`` (``previous_error`` says why; a
+            ``KeyboardInterrupt`` is an interruption), ``crashed`` (its
+            process died) or ``created`` (it never started); ``None`` for a
+            new run.
+        previous_error: the error that ended the last session, if it failed.
     """
 
     experiment_name: str
@@ -60,6 +66,8 @@ class RunStartEvent:
     tags: tuple[str, ...]
     record_path: pathlib.Path
     timestamp: datetime.datetime
+    previous_status: RunStatus | None = None
+    previous_error: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,12 +143,18 @@ class ActorRegisterEvent:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TrainingStartEvent:
-    """Training of a model starts (or resumes) at ``start_epoch``."""
+    """Training of a model starts (or resumes) at ``start_epoch``.
+
+    ``stopped`` is the reason training stays stopped, when a checkpoint
+    loaded before was taken after a termination (early stopping): no epoch
+    is trained then, whatever ``end_epoch`` says.
+    """
 
     model_name: str
     source_name: str
     start_epoch: int
     end_epoch: int
+    stopped: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

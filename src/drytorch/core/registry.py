@@ -635,7 +635,7 @@ class RunRegistry:
         if len(keys) > 1 or effective:
             chosen.sort(key=registry_index.order)
         if limit is not None:
-            chosen = chosen[len(chosen) - limit :] if limit else []
+            chosen = chosen[max(len(chosen) - limit, 0) :]
         if descending:
             chosen.reverse()
         return selection.RunList(chosen, self._load, matched=matched)

@@ -164,8 +164,13 @@ class Run(Generic[ConfigT]):
         started = registry.now()
         installed = environment.packages()
         previous: list[str | None] = []
+        ended: dict[str, Any] = {}
 
         def begin(data: dict[str, Any]) -> None:
+            # we hold the lock: a record still 'running' is of a dead process
+            status = data.get('status')
+            ended['status'] = 'crashed' if status == 'running' else status
+            ended['error'] = data.get('error')
             recorded_seed = data.get('seed')
             if isinstance(recorded_seed, int) and not isinstance(recorded_seed, bool):
                 self._seed = recorded_seed  # the record wins a race
@@ -216,6 +221,8 @@ class Run(Generic[ConfigT]):
             tags=exp.tags,
             record_path=self.record_path,
             timestamp=started,
+            previous_status=ended['status'] if resumed else None,
+            previous_error=ended['error'] if resumed else None,
         )
         self.start_event = event
         self.view = RunView(
@@ -358,7 +365,12 @@ class Run(Generic[ConfigT]):
         exp = self.experiment
         stopped = registry.now()
         status: log_events.RunStatus = 'failed' if error is not None else 'completed'
-        message = f'{type(error).__name__}: {error}' if error is not None else None
+        message = None
+        if error is not None:  # 'KeyboardInterrupt', not 'KeyboardInterrupt: '
+            text = str(error)
+            message = (
+                f'{type(error).__name__}: {text}' if text else type(error).__name__
+            )
 
         def end(data: dict[str, Any]) -> None:
             data.update(status=status, stopped_at=stopped)

@@ -159,18 +159,33 @@ class TrackerRegistry:
     While a run of the experiment is active, subscribed trackers are
     registered in the plugin host; a tracker that raises in a hook is removed
     from here as well.
+
+    The trackers the experiment started with (``defaults``) give way: a
+    tracker subscribed under the same name replaces the default one, so that
+    a script configuring its own ``CSVDumper(par_dir=...)`` gets exactly one.
     """
 
-    def __init__(self, experiment_name: str, trackers: Iterable[Any] = ()) -> None:
+    def __init__(
+        self,
+        experiment_name: str,
+        trackers: Iterable[Any] = (),
+        *,
+        defaults: Iterable[Any] = (),
+    ) -> None:
         self._experiment_name = experiment_name
         self._trackers: dict[str, Any] = {}
+        self._defaults: set[str] = set()
         self._host: PluginHost | None = None
+        defaults = list(defaults)
+        self.subscribe(*defaults)
+        self._defaults = {_name_of(tracker) for tracker in defaults}
         self.subscribe(*trackers)
 
     def subscribe(self, *trackers: Any) -> None:
         """Add trackers; each must have a ``name`` not used in this experiment.
 
-        A tracker subscribed while a run of the experiment is active first
+        A name used by a default tracker is free: the new tracker replaces
+        it. A tracker subscribed while a run of the experiment is active first
         receives that run's ``RunStartEvent``.
 
         Raises:
@@ -181,6 +196,8 @@ class TrackerRegistry:
 
         for tracker in trackers:
             name = _name_of(tracker)
+            if name in self._defaults and self._trackers.get(name) is not tracker:
+                self.remove(name)
             if name in self._trackers:
                 raise exceptions.TrackerError(
                     f'Experiment {self._experiment_name!r} already has a tracker '
@@ -216,6 +233,7 @@ class TrackerRegistry:
                 f'{name!r} (trackers: {known}).'
             )
         del self._trackers[name]
+        self._defaults.discard(name)
         if self._host is not None:
             self._host.unregister(_plugin_name(name))
 
@@ -272,15 +290,17 @@ class TrackerRegistry:
 
 
 _defaults: list[Any] | None = None
+_mode_names: set[str] = set()  # defaults of the init mode: extensions replace them
 
 
 def init_trackers(mode: str = 'standard') -> None:
     """Set the default trackers of new experiments from an init mode.
 
     Args:
-        mode: ``standard`` (logging, progress bars, metadata files),
-            ``minimal`` (the run line and one bar over the epochs), ``hydra``
-            (standard, logging through Hydra's root logger) or ``none``.
+        mode: ``standard`` (logging, progress bars, metadata files, the
+            metric history as CSV), ``minimal`` (the run line and one bar
+            over the epochs), ``hydra`` (standard, logging through Hydra's
+            root logger) or ``none``.
 
     Raises:
         SettingsError: the mode is unknown.
@@ -293,19 +313,29 @@ def init_trackers(mode: str = 'standard') -> None:
     from drytorch.core.plugins import get_host
 
     _defaults = get_host().default_trackers(mode)
+    _mode_names.clear()
+    _mode_names.update(_name_of(tracker) for tracker in _defaults)
 
 
 def extend_default_trackers(trackers: Iterable[Any]) -> None:
-    """Add trackers to the defaults that new experiments start with."""
+    """Add trackers to the defaults that new experiments start with.
+
+    A tracker named like one of the init mode's replaces it.
+
+    Raises:
+        TrackerError: a tracker added earlier already has the name.
+    """
     default_trackers()  # initialise from the settings first
     assert _defaults is not None
-    names = {_name_of(t) for t in _defaults}
     for tracker in trackers:
-        if _name_of(tracker) in names:
+        name = _name_of(tracker)
+        if name in _mode_names:
+            _mode_names.discard(name)
+            _defaults[:] = [t for t in _defaults if _name_of(t) != name]
+        elif any(_name_of(t) == name for t in _defaults):
             raise exceptions.TrackerError(
-                f'A default tracker named {_name_of(tracker)!r} already exists.'
+                f'A default tracker named {name!r} already exists.'
             )
-        names.add(_name_of(tracker))
         _defaults.append(tracker)
 
 
@@ -313,6 +343,7 @@ def remove_all_default_trackers() -> None:
     """Start new experiments with no tracker."""
     global _defaults
     _defaults = []
+    _mode_names.clear()
 
 
 def reset_default_trackers() -> None:

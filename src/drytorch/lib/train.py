@@ -244,7 +244,9 @@ class Trainer(ModelRunner[Input, Target, Output]):
         else:
             self._terminated = None
         host.on_training_start(
-            log_events.TrainingStartEvent(name, self.name, self.model.epoch, epoch),
+            log_events.TrainingStartEvent(
+                name, self.name, self.model.epoch, epoch, self._terminated
+            ),
         )
         while self.model.epoch < epoch and self._terminated is None:
             if self._resumed is None:  # a resumed epoch ran its hooks already

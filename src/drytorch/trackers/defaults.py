@@ -43,8 +43,9 @@ def default_trackers(mode: str) -> Sequence[Tracker]:
     """Return the trackers of ``mode``.
 
     ``standard``: logging of runs, epochs and metrics, a progress bar per
-    epoch, metadata files. ``minimal``: the run line and one bar over the
-    epochs. ``hydra``: like standard, logging through the root logger that
+    epoch, metadata files, the metric history as CSV (what ``drytorch
+    plot``, ``show`` and ``compare`` read). ``minimal``: the run line and one
+    bar over the epochs. ``hydra``: like standard, logging through the root logger that
     Hydra configures. ``none``: nothing.
     """
     from drytorch.trackers.logging import METRICS, RUN
@@ -55,6 +56,7 @@ def default_trackers(mode: str) -> Sequence[Tracker]:
                 ('BuiltinLogger', {'level': METRICS}),
                 ('TqdmLogger', {}),
                 ('TomlDumper', {}),
+                ('CSVDumper', {}),
             ]
         )
     if mode == 'minimal':
@@ -70,6 +72,7 @@ def default_trackers(mode: str) -> Sequence[Tracker]:
                 ('BuiltinLogger', {'level': METRICS, 'hydra': True}),
                 ('TqdmLogger', {}),
                 ('TomlDumper', {}),
+                ('CSVDumper', {}),
             ]
         )
     return []

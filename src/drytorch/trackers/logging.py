@@ -18,17 +18,20 @@ __all__ = [
     'METRICS',
     'RUN',
     'BuiltinLogger',
+    'format_metric',
     'get_logger',
     'use_hydra_logging',
 ]
 
 LOGGER_NAME = 'drytorch'
 DETAIL = 15
-"""Model registration, run stop: hidden at the default verbosity."""
+"""Model registration, checkpoint saves, the stop of a run that trained
+nothing: hidden at the default verbosity."""
 METRICS = 21
 """Epoch headers and metrics (training library): the default verbosity."""
 RUN = 25
-"""The run-start line: shown in every init mode that logs."""
+"""The run line, why a run resumes, nothing left to train, early stopping,
+and how a run that trained or failed ended: shown in every mode that logs."""
 
 _FORMATTER = logging.Formatter('[%(asctime)s] - %(message)s', '%Y-%m-%d %H:%M:%S')
 
@@ -110,9 +113,11 @@ class BuiltinLogger(tracking.Tracker):
     """Logs run events to the ``drytorch`` logger at this tracker's verbosity.
 
     Args:
-        level: the least important level shown: ``RUN`` shows the run-start
-            line only, ``METRICS`` (the default) adds epochs and metrics,
-            ``DETAIL`` adds model registration and run stop.
+        level: the least important level shown: ``RUN`` shows the run line,
+            why a run resumes and how a run that trained ended; ``METRICS``
+            (the default) adds epochs, metrics, checkpoint loads and where
+            training resumed; ``DETAIL`` adds model registration, checkpoint
+            saves and the stop of runs that trained nothing.
         hydra: log through the root logger that Hydra configures (stdout and
             the job's log file) instead of DRYTorch's own stderr handler.
     """
@@ -125,6 +130,7 @@ class BuiltinLogger(tracking.Tracker):
         else:
             use_stderr_logging()
         self._logger = get_logger()
+        self._trained: dict[str, _Trained] = {}  # this session's, by model
 
     def log(self, level: int, message: str, *args: object) -> None:
         """Log ``message`` if ``level`` is shown at this tracker's verbosity."""
@@ -133,14 +139,31 @@ class BuiltinLogger(tracking.Tracker):
 
     @hookimpl
     def on_run_start(self, event: log_events.RunStartEvent) -> None:
-        """Log the run line."""
+        """Log the run line, and why an unfinished run is resumed."""
+        self._trained = {}
         self.log(RUN, 'Running experiment: %s.', event.experiment_name)
+        how = _how_it_ended(event.previous_status, event.previous_error)
+        if how:
+            self.log(RUN, 'Resuming run %s: %s.', event.run_id, how)
 
     @hookimpl
     def on_run_stop(self, event: log_events.RunStopEvent) -> None:
-        """Log how the run ended."""
-        suffix = f': {event.error}' if event.error else '.'
-        self.log(DETAIL, 'Run %s %s%s', event.run_id, event.status, suffix)
+        """Log how the run ended: at the run's verbosity if it trained or failed.
+
+        A run that trained names itself and says what it trained, so that
+        the end of a long log tells which run it was and where it resumed.
+        """
+        status: str = event.status
+        suffix = f' ({event.error})' if event.error else ''
+        if _interrupted(event.error):
+            status, suffix = 'interrupted', ''
+        trained = '; '.join(
+            part.describe(model) for model, part in self._trained.items()
+        )
+        self._trained = {}
+        level = RUN if trained or event.status == 'failed' else DETAIL
+        ending = f': {trained}.' if trained else '.'
+        self.log(level, 'Run %s %s%s%s', event.run_id, status, suffix, ending)
 
     @hookimpl
     def on_model_register(self, event: log_events.ModelRegisterEvent) -> None:
@@ -154,26 +177,54 @@ class BuiltinLogger(tracking.Tracker):
 
     @hookimpl
     def on_training_start(self, event: log_events.TrainingStartEvent) -> None:
-        """Log the epochs to train."""
-        self.log(
-            DETAIL,
-            'Training %s from epoch %d to %d.',
-            event.model_name,
-            event.start_epoch,
-            event.end_epoch,
-        )
+        """Log the epochs to train, where training resumes, or that none are left."""
+        model, start, end = event.model_name, event.start_epoch, event.end_epoch
+        if event.stopped is not None:
+            self.log(
+                RUN,
+                'Nothing left to train: %s stopped at epoch %d (%s).',
+                model,
+                start,
+                event.stopped,
+            )
+        elif start >= end:
+            self.log(
+                RUN,
+                'Nothing left to train: %s has completed %d of %d epochs.',
+                model,
+                start,
+                end,
+            )
+        elif model not in self._trained and start > 0:
+            self.log(
+                METRICS, 'Training %s resumed from epoch %d, to %d.', model, start, end
+            )
+        else:
+            self.log(DETAIL, 'Training %s from epoch %d to %d.', model, start, end)
+        if model not in self._trained and event.stopped is None and start < end:
+            self._trained[model] = _Trained(start, start)
 
     @hookimpl
     def on_epoch_start(self, event: log_events.EpochStartEvent) -> None:
         """Log the epoch header."""
+        trained = self._trained.get(event.model_name)
+        if trained is not None:
+            trained.completed = max(trained.completed, event.epoch - 1)
         width = len(str(event.end_epoch))
         self.log(METRICS, 'Epoch: %*d / %d', width, event.epoch, event.end_epoch)
+
+    @hookimpl
+    def on_training_end(self, event: log_events.TrainingEndEvent) -> None:
+        """Note the epoch training reached, for the run's last line."""
+        trained = self._trained.get(event.model_name)
+        if trained is not None:
+            trained.completed = max(trained.completed, event.epoch)
 
     @hookimpl
     def on_metrics(self, event: log_events.MetricsEvent) -> None:
         """Log the metrics of one source."""
         values = '\t'.join(
-            f'{name}={value:.4e}' for name, value in event.metrics.items()
+            f'{name}={format_metric(value)}' for name, value in event.metrics.items()
         )
         self.log(METRICS, '%s: %s', event.source_name, values)
 
@@ -207,8 +258,8 @@ class BuiltinLogger(tracking.Tracker):
 
     @hookimpl
     def on_checkpoint_save(self, event: log_events.CheckpointEvent) -> None:
-        """Log where the checkpoint was saved."""
-        self._checkpoint(event, 'saved to')
+        """Log where the checkpoint was saved (in detail: saves can be many)."""
+        self._checkpoint(event, 'saved to', DETAIL)
 
     @hookimpl
     def on_checkpoint_load(self, event: log_events.CheckpointEvent) -> None:
@@ -233,3 +284,52 @@ class BuiltinLogger(tracking.Tracker):
             action,
             event.location,
         )
+
+
+def format_metric(value: float) -> str:
+    """Return ``value`` with five significant digits, in plain notation when short.
+
+    Accuracies, losses and most metrics (1e-4 to 1e5) read as ``0.95123``
+    or ``2.3026``; only very small or large values use an exponent.
+    """
+    return f'{value:.5g}'
+
+
+class _Trained:
+    """What one model trained in this session: for the run's last line."""
+
+    __slots__ = ('completed', 'start')
+
+    def __init__(self, start: int, completed: int) -> None:
+        self.start = start
+        self.completed = completed
+
+    def describe(self, model: str) -> str:
+        if self.completed <= self.start:
+            return f'{model} at epoch {self.start}'
+        if self.start > 0:
+            return (
+                f'{model} resumed from epoch {self.start}, '
+                f'trained to epoch {self.completed}'
+            )
+        if self.completed == 1:
+            return f'{model} trained epoch 1'
+        return f'{model} trained epochs 1 to {self.completed}'
+
+
+def _how_it_ended(status: str | None, error: str | None) -> str:
+    """Return how the last session of a resumed run ended, if it did not complete."""
+    if status == 'crashed':
+        return 'its last session crashed (its process ended without stopping it)'
+    if status == 'failed':
+        if _interrupted(error):
+            return 'its last session was interrupted'
+        return f'its last session failed ({error})' if error else 'it failed'
+    if status == 'created':
+        return 'it was created and never started'
+    return ''
+
+
+def _interrupted(error: str | None) -> bool:
+    """Return whether a run's error is Ctrl-C rather than a failure."""
+    return error is not None and error.split(':', 1)[0] == 'KeyboardInterrupt'

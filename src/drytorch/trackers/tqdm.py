@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import std as tqdm_std  # type: ignore[import-untyped]
 
 from drytorch import hookimpl
 from drytorch.core import log_events, tracking
+
+if TYPE_CHECKING:
+    from drytorch.core.run_view import RunView
 
 __all__ = ['TqdmLogger']
 
@@ -36,6 +39,8 @@ class TqdmLogger(tracking.Tracker):
 
     A bar opens at the first batch of an epoch and closes at its last, so log
     lines written at the end of the epoch never land in the middle of a bar.
+    Every bar's title starts with the run's id and, for a run that resumed
+    from a checkpoint, the epoch it resumed from.
     Bars left open by a failing run are closed when the run stops.
 
     Args:
@@ -75,6 +80,14 @@ class TqdmLogger(tracking.Tracker):
         self.postfix_interval = postfix_interval
         self._epochs: dict[str, _EpochBar] = {}
         self._training: dict[str, Any] = {}
+        self._title = ''  # the run, and where it resumed: every bar's prefix
+        self._titled: set[str] = set()  # models whose training start was seen
+
+    @hookimpl
+    def on_run_start(self, run: RunView) -> None:
+        """Title the bars with the run's id."""
+        self._title = run.id
+        self._titled = set()
 
     @hookimpl
     def on_batch_end(self, event: log_events.IterateBatchEvent) -> None:
@@ -116,7 +129,7 @@ class TqdmLogger(tracking.Tracker):
         if event.batch > event.n_batches:  # the loader's length was wrong
             return None
         bar = self._new_bar(
-            desc=event.source_name,
+            desc=self._desc(event.source_name),
             total=event.n_batches,
             initial=event.batch - 1,
             unit='batch',
@@ -124,6 +137,9 @@ class TqdmLogger(tracking.Tracker):
         epoch = _EpochBar(bar, time.monotonic() + self.postfix_interval)
         self._epochs[event.source_name] = epoch
         return epoch
+
+    def _desc(self, name: str) -> str:
+        return f'{self._title} | {name}' if self._title else name
 
     def _new_bar(self, **kwargs: Any) -> Any:
         """Return a tqdm bar on the chosen stream, or ``None`` if not drawn."""
@@ -154,7 +170,16 @@ class TqdmLogger(tracking.Tracker):
 
     @hookimpl
     def on_training_start(self, event: log_events.TrainingStartEvent) -> None:
-        """Open the bar over the epochs of ``train()`` (``enable_training_bar``)."""
+        """Open the bar over the epochs of ``train()`` (``enable_training_bar``).
+
+        The first training of a model in the run that starts past epoch 0
+        resumed from a checkpoint: the bars' title says from which epoch.
+        """
+        if event.model_name not in self._titled:
+            self._titled.add(event.model_name)
+            if event.start_epoch > 0 and event.start_epoch < event.end_epoch:
+                resumed = f'resumed from epoch {event.start_epoch}'
+                self._title = f'{self._title}, {resumed}' if self._title else resumed
         if not self.enable_training_bar:
             return
         stale = self._training.pop(event.model_name, None)
@@ -163,7 +188,7 @@ class TqdmLogger(tracking.Tracker):
         if event.start_epoch >= event.end_epoch:  # nothing to train
             return
         bar = self._new_bar(
-            desc=f'{event.model_name} ({event.source_name})',
+            desc=self._desc(f'{event.model_name} ({event.source_name})'),
             total=event.end_epoch,
             initial=event.start_epoch,
             unit='epoch',
