@@ -11,6 +11,7 @@ import pytest
 
 import drytorch
 from drytorch import Experiment
+from drytorch.exceptions import PluginError
 from drytorch.trackers.logging import LOGGER_NAME, format_metric
 from tests import training_kit as kit
 from tests.conftest import run_python
@@ -122,17 +123,22 @@ def test_resume_accepts_only_booleans_and_unfinished() -> None:
 # what the console says
 
 
-def test_a_run_that_trained_ends_with_its_id_and_epochs(lines) -> None:
+def two_sessions(run_id: str, until: int, then: int) -> None:
+    """Train to epoch ``until`` and checkpoint; resume and train to ``then``."""
     experiment = kit.experiment()
-    with experiment.create_run('trained'):
+    with experiment.create_run(run_id):
         trainer = kit.trainer()
-        trainer.train(2)
+        trainer.train_until(until)
         trainer.save_checkpoint()
-    assert lines()[-1] == 'Run trained completed: Model trained epochs 1 to 2.'
-    with experiment.create_run('trained', resume=True):
+    with experiment.create_run(run_id, resume=True):
         trainer = kit.trainer()
         trainer.resume()
-        trainer.train(1)
+        trainer.train_until(then)
+
+
+def test_a_run_that_trained_ends_with_its_id_and_epochs(lines) -> None:
+    two_sessions('trained', 2, 3)
+    assert 'Run trained completed: Model trained epochs 1 to 2.' in lines()
     assert 'Training Model resumed from epoch 2, to 3.' in lines()
     assert lines()[-1] == (
         'Run trained completed: Model resumed from epoch 2, trained to epoch 3.'
@@ -146,15 +152,7 @@ def test_a_run_that_trained_nothing_ends_quietly(lines) -> None:
 
 
 def test_nothing_left_to_train_is_said_plainly(lines) -> None:
-    experiment = kit.experiment()
-    with experiment.create_run('full'):
-        trainer = kit.trainer()
-        trainer.train_until(2)
-        trainer.save_checkpoint()
-    with experiment.create_run('full', resume=True):
-        trainer = kit.trainer()
-        trainer.resume()
-        trainer.train_until(2)
+    two_sessions('full', 2, 2)
     assert 'Nothing left to train: Model has completed 2 of 2 epochs.' in lines()
     assert not any(line.startswith('Run full') for line in lines()[-2:])  # detail
 
@@ -178,6 +176,21 @@ def test_a_run_stopped_early_has_nothing_left_to_train(lines) -> None:
     assert 'Nothing left to train: Model stopped at epoch 1 (enough).' in lines()
     assert lines()[-1].startswith('Nothing left to train')  # the end: in detail
     assert 'Run early completed: Model trained epoch 1.' in lines()
+
+
+def test_a_default_stays_when_its_replacement_breaks_the_contract() -> None:
+    class Broken(drytorch.Tracker):
+        name = 'CSVDumper'
+
+        @drytorch.hookimpl
+        def on_run_strat(self, event: object) -> None:
+            pass
+
+    experiment = kit.experiment()
+    default = experiment.trackers.get('CSVDumper')
+    with pytest.raises(PluginError):
+        experiment.trackers.subscribe(Broken())
+    assert experiment.trackers.get('CSVDumper') is default
 
 
 def test_a_failed_run_says_so_at_the_run_level(lines) -> None:

@@ -295,7 +295,6 @@ class Experiment(Generic[ConfigT]):
                 exceptions.RunInUseError,
                 exceptions.SeedMismatchError,
                 exceptions.CorruptRecordError,
-                exceptions.ConfigMismatchError,
             ):
                 continue
         return None

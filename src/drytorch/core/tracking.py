@@ -196,20 +196,23 @@ class TrackerRegistry:
 
         for tracker in trackers:
             name = _name_of(tracker)
-            if name in self._defaults and self._trackers.get(name) is not tracker:
-                self.remove(name)
-            if name in self._trackers:
+            replaces = (
+                name in self._defaults and self._trackers.get(name) is not tracker
+            )
+            if name in self._trackers and not replaces:
                 raise exceptions.TrackerError(
                     f'Experiment {self._experiment_name!r} already has a tracker '
                     f'named {name!r}; remove it first or give the new one another '
                     'name.'
                 )
-            if self._host is not None:
-                self._register(self._host, name, tracker)
-            else:  # fail now, not when a run starts
+            if self._host is None or replaces:  # fail before anything changes
                 check_plugin(
                     as_plugin(tracker), _plugin_name(name), self._origin, tracker
                 )
+            if replaces:
+                self.remove(name)
+            if self._host is not None:
+                self._register(self._host, name, tracker)
             self._trackers[name] = tracker
             run = scope.active_run()
             if self._host is not None and run is not None and run.start_event:

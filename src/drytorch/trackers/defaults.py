@@ -45,8 +45,8 @@ def default_trackers(mode: str) -> Sequence[Tracker]:
     ``standard``: logging of runs, epochs and metrics, a progress bar per
     epoch, metadata files, the metric history as CSV (what ``drytorch
     plot``, ``show`` and ``compare`` read). ``minimal``: the run line and one
-    bar over the epochs. ``hydra``: like standard, logging through the root logger that
-    Hydra configures. ``none``: nothing.
+    bar over the epochs. ``hydra``: like standard, logging through the root
+    logger that Hydra configures. ``none``: nothing.
     """
     from drytorch.trackers.logging import METRICS, RUN
 

@@ -202,7 +202,7 @@ class BuiltinLogger(tracking.Tracker):
         else:
             self.log(DETAIL, 'Training %s from epoch %d to %d.', model, start, end)
         if model not in self._trained and event.stopped is None and start < end:
-            self._trained[model] = _Trained(start, start)
+            self._trained[model] = _Trained(start)
 
     @hookimpl
     def on_epoch_start(self, event: log_events.EpochStartEvent) -> None:
@@ -300,9 +300,9 @@ class _Trained:
 
     __slots__ = ('completed', 'start')
 
-    def __init__(self, start: int, completed: int) -> None:
+    def __init__(self, start: int) -> None:
         self.start = start
-        self.completed = completed
+        self.completed = start
 
     def describe(self, model: str) -> str:
         if self.completed <= self.start:
