@@ -14,6 +14,7 @@ __all__ = [
     'ConfigNotImmutableError',
     'ConfigNotRecordableError',
     'CorruptRecordError',
+    'DistributedError',
     'DryTorchError',
     'DryTorchWarning',
     'InvalidNameError',
@@ -34,6 +35,7 @@ __all__ = [
     'SeedMismatchError',
     'SettingsError',
     'SlowTrackerWarning',
+    'TerminatedError',
     'TrackerError',
     'TrackerFailureWarning',
     'TrainingError',
@@ -245,3 +247,27 @@ class TrainingError(DryTorchError):
 
 class CheckpointError(DryTorchError):
     """A checkpoint cannot be saved, found or loaded."""
+
+
+class DistributedError(DryTorchError):
+    """The processes of a distributed run could not agree (rank 0 failed)."""
+
+
+class TerminatedError(SystemExit):
+    """A process of a distributed run received SIGTERM.
+
+    ``torchrun`` sends it to every process when one of them fails; raised in
+    the main thread, it stops the run, recorded ``failed``, instead of killing
+    the process with the record left ``running``. A ``SystemExit``, so that
+    ``except Exception`` in user code does not swallow it.
+    """
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(128 + signal_number)
+        self.signal_number = signal_number
+
+    def __str__(self) -> str:
+        return (
+            f'terminated by signal {self.signal_number} (torchrun stops every '
+            'process of the job when one of them fails: see its log)'
+        )

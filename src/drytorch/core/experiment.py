@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Generic, Literal, TypeVar
 
 from drytorch.core import (
+    distributed,
     environment,
     exceptions,
     registry,
@@ -171,7 +172,57 @@ class Experiment(Generic[ConfigT]):
             InvalidNameError: ``run_id`` cannot be used as a file name.
             SeedMismatchError: ``seed`` is not the resumed run's recorded seed.
             TypeError, ValueError: ``seed`` is not an integer in range.
+            DistributedError: in a process of rank above 0, rank 0 could not
+                create or resume the run (its error is in the message).
+
+        Under ``torchrun``, every process calls it and gets the same run:
+        global rank 0 creates or resumes it and tells the others its id; they
+        run a replica that never writes the record (``Run.world``). The
+        process group is initialised here from the launcher's environment if
+        the script has not done it, and destroyed when the process exits.
         """
+        distributed.join()
+        world = distributed.current()
+        if world.size == 1:
+            return self._create_run(run_id, resume, seed, deterministic)
+        if world.rank == 0:
+            try:
+                run = self._create_run(run_id, resume, seed, deterministic)
+            except BaseException as err:
+                distributed.broadcast(f'{type(err).__name__}: {err}')
+                raise
+            distributed.broadcast(
+                (run.id, run._recorded, run.seed, run.deterministic, dict(run.record))
+            )
+        else:
+            answer = distributed.broadcast(None)
+            if isinstance(answer, str):
+                raise exceptions.DistributedError(
+                    f'Rank 0 could not create the run of experiment '
+                    f'{self.name!r}: {answer}'
+                )
+            run_id, recorded, seed, deterministic, record = answer
+            run = Run(
+                self,
+                run_id,
+                record,
+                recorded=recorded,
+                seed=seed,
+                deterministic=deterministic,
+                world=world,
+            )
+            self._runs[run_id] = run
+        run.world = world
+        return run
+
+    def _create_run(
+        self,
+        run_id: str | None,
+        resume: bool | Literal['unfinished'],
+        seed: int | None,
+        deterministic: bool | None,
+    ) -> Run[ConfigT]:
+        """Create or resume the run in the process that owns the record."""
         if run_id is not None:
             get_host().validate_name(name=run_id, kind='run')
         if seed is not None:
@@ -194,7 +245,7 @@ class Experiment(Generic[ConfigT]):
             warnings.warn(
                 f'No run of experiment {self.name!r} is recorded: starting a new one.',
                 exceptions.DryTorchWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return self._new_run(None, seed, deterministic)
         if target in self._runs:
@@ -288,9 +339,7 @@ class Experiment(Generic[ConfigT]):
             if run is not None and run.is_active:
                 continue
             try:
-                return self.create_run(
-                    listed.id, resume=True, seed=seed, deterministic=deterministic
-                )
+                return self._create_run(listed.id, True, seed, deterministic)
             except (
                 exceptions.RunInUseError,
                 exceptions.SeedMismatchError,

@@ -76,6 +76,10 @@ class PluginHost:
     plugin is reported and skipped so that one plugin cannot hide the others'
     answers.
 
+    In a process of rank above 0 of a distributed run, tracking hooks go
+    only to plugins whose ``all_ranks`` attribute is ``True``: by default a
+    distributed run is tracked once, by rank 0.
+
     Tracking hook calls are timed per plugin (``tracker_times``) and watched:
     one that runs longer than ``slow_tracker_seconds`` gets one
     ``SlowTrackerWarning`` with its stack, and is left to finish.
@@ -90,6 +94,7 @@ class PluginHost:
         self._impls: dict[str, tuple[_Impl, ...]] = {}
         self._run: Any = None
         self._keeper: Any = None
+        self._replica = False  # the bound run is of a rank above 0
         self._calls = watchdog.CallTable(
             PluginHost._dispatch.__code__, settings.Settings.slow_tracker_seconds
         )
@@ -255,11 +260,18 @@ class PluginHost:
         """
         self._run = run
         self._keeper = keeper
+        replica = getattr(run, 'rank', 0) > 0
+        if replica != self._replica:
+            self._replica = replica
+            self._impls.clear()
 
     def unbind_run(self) -> None:
         """Tracking hooks receive ``run=None`` again (no run is active)."""
         self._run = None
         self._keeper = None
+        if self._replica:
+            self._replica = False
+            self._impls.clear()
 
     # -- tracking hooks -----------------------------------------------------
 
@@ -473,11 +485,14 @@ class PluginHost:
         impls = self._impls.get(hook_name)
         if impls is None:
             caller = getattr(self._manager.hook, hook_name)
+            found = reversed(caller.get_hookimpls())
+            if self._replica and hook_name in TRACKING_HOOKS:
+                found = (i for i in found if getattr(i.plugin, 'all_ranks', 0) is True)
             impls = tuple(
                 _Impl(
                     i.plugin_name, i.function, tuple(i.argnames), _calling(i.argnames)
                 )
-                for i in reversed(caller.get_hookimpls())
+                for i in found
             )
             self._impls[hook_name] = impls
         return impls

@@ -9,6 +9,7 @@ other. Its ``view`` is what hooks see of it.
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import pathlib
 import sys
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 from drytorch.core import (
+    distributed,
     environment,
     exceptions,
     files,
@@ -29,7 +31,7 @@ from drytorch.core import (
     summary,
     watchdog,
 )
-from drytorch.core.plugins import get_host
+from drytorch.core.plugins import PluginHost, get_host
 from drytorch.core.run_view import RunView
 
 if TYPE_CHECKING:
@@ -63,6 +65,9 @@ class Run(Generic[ConfigT]):
         model_names: the names of the models registered in the current
             session; a resumed session starts empty, so a model keeps its
             name (and finds its checkpoints) however often the run resumes.
+        world: this process's rank and the number of processes running the
+            run (``drytorch.core.distributed``). Rank 0 owns the record; a
+            process of a higher rank runs a replica that never writes it.
     """
 
     def __init__(
@@ -74,8 +79,10 @@ class Run(Generic[ConfigT]):
         recorded: bool,
         seed: int,
         deterministic: bool,
+        world: distributed.World = distributed.SINGLE,
     ) -> None:
         self.experiment = experiment
+        self.world = world
         self.id = run_id
         self.model_names: set[str] = set()
         self.summary: dict[str, Any] = dict(record.get('summary', {}))
@@ -94,6 +101,7 @@ class Run(Generic[ConfigT]):
         self._session: tuple[int, Any] | None = None
         self._started_clock = time.perf_counter()
         self._written_at = -float('inf')  # time.monotonic() of the last write
+        self._restore_signal: Callable[[], None] | None = None
 
     @property
     def seed(self) -> int:
@@ -158,6 +166,32 @@ class Run(Generic[ConfigT]):
         active = scope.active_run()
         if active is not None:
             raise exceptions.RunAlreadyActiveError(repr(active), repr(self))
+        world = self.world
+        if world.size == 1:
+            return self._start()
+        # every rank: the hosts and pids go into rank 0's record
+        processes = distributed.gather(
+            {'rank': world.rank, 'host': registry.this_host(), 'pid': os.getpid()}
+        )
+        if world.rank > 0:
+            failure = distributed.broadcast(None)
+            if failure is not None:
+                raise exceptions.DistributedError(
+                    f'Rank 0 could not start {self!r}: {failure}'
+                )
+            self._start_replica()
+        else:
+            try:
+                self._start(processes)
+            except BaseException as err:
+                distributed.broadcast(f'{type(err).__name__}: {err}')
+                raise
+            distributed.broadcast(None)
+        self._restore_signal = distributed.raise_on_sigterm()
+        return self
+
+    def _start(self, processes: list[dict[str, Any]] | None = None) -> Self:
+        """Start the run in the process that owns its record."""
         exp = self.experiment
         self._claim()
         host = get_host()
@@ -183,6 +217,9 @@ class Run(Generic[ConfigT]):
                 'deterministic': self._deterministic,
                 'packages_hash': installed.hash,
             }
+            if processes is not None:
+                session['world_size'] = len(processes)
+                session['processes'] = processes
             data.update(
                 seed=self._seed,
                 deterministic=self._deterministic,
@@ -191,6 +228,7 @@ class Run(Generic[ConfigT]):
                 pid=os.getpid(),
                 host=registry.this_host(),
                 sessions=[*data.get('sessions', []), session],
+                world_size=self.world.size,
             )
             data.pop('error', None)
 
@@ -207,6 +245,33 @@ class Run(Generic[ConfigT]):
             scope.exit(self)
             self._lock.release(self)
             raise
+        self._announce(host, started, ended)
+        return self
+
+    def _start_replica(self) -> None:
+        """Start the replica of a rank above 0: the scope, no record, no lock."""
+        exp = self.experiment
+        host = get_host()
+        data = self._record
+        status = data.get('status')
+        ended = {
+            'status': 'crashed' if status == 'running' else status,
+            'error': data.get('error'),
+        }
+        scope.enter(self)
+        try:
+            exp.trackers.activate(host)
+        except BaseException:
+            scope.exit(self)
+            raise
+        self.model_names = set()
+        self._announce(host, registry.now(), ended)
+
+    def _announce(
+        self, host: PluginHost, started: datetime.datetime, ended: Mapping[str, Any]
+    ) -> None:
+        """Tell the plugins the run started, then seed the generators."""
+        exp = self.experiment
         resumed = self._recorded
         self._recorded = True
         self._last_error_at_start = getattr(sys, 'last_value', None)
@@ -235,21 +300,24 @@ class Run(Generic[ConfigT]):
             tags=exp.tags,
             resumed=resumed,
             record_path=self.record_path,
+            rank=self.world.rank,
+            world_size=self.world.size,
             run=self,
         )
         host.reset_tracker_times()
         self._started_clock = time.perf_counter()
-        host.bind_run(self.view, self._keeper)
+        replica = self.world.rank > 0
+        host.bind_run(self.view, None if replica else self._keeper)
         host.on_run_start(event)
-        outputs = host.run_outputs(self.view)
+        outputs = {} if replica else host.run_outputs(self.view)
         # After the trackers: the user's code draws the same numbers whatever
         # the trackers did.
         if self._deterministic:
             self._deterministic_state = seeding.enable_deterministic()
         seeding.seed_everything(self._seed)
         # where plugins write, known even if the run crashes
-        self._keeper.record_outputs(outputs)
-        return self
+        if not replica:
+            self._keeper.record_outputs(outputs)
 
     def save_plugin_state(self, name: str, state: Mapping[str, Any]) -> None:
         """Replace ``[plugins.<name>]`` in the record with ``state``, synced, now.
@@ -321,6 +389,8 @@ class Run(Generic[ConfigT]):
         (recorded entries it does not have are kept); without, the recorded
         summary replaces the in-memory one.
         """
+        if self.world.rank > 0:
+            return  # a replica: rank 0 owns the record
         exp = self.experiment
         mine = copy.deepcopy(self.summary) if merge else {}
 
@@ -345,6 +415,8 @@ class Run(Generic[ConfigT]):
 
     def _claim(self) -> None:
         """Hold the run for this process, or raise ``RunInUseError``."""
+        if self.world.rank > 0:
+            return  # a replica: rank 0 holds the run
         if not self._lock.claim(self):
             exp = self.experiment
             try:
@@ -409,7 +481,15 @@ class Run(Generic[ConfigT]):
             finally:
                 self._final_status = None
                 scope.exit(self)
-                self._lock.release(self)
+                if self.world.rank == 0:
+                    self._lock.release(self)
+                self._restore_sigterm()
+
+    def _restore_sigterm(self) -> None:
+        """Give SIGTERM its default action back, if ``start`` changed it."""
+        if self._restore_signal is not None:
+            self._restore_signal()
+            self._restore_signal = None
 
     def __enter__(self) -> Self:
         return self.start()

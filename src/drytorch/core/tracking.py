@@ -61,10 +61,14 @@ class Tracker:
     no per-batch event costs nothing per batch.
 
     ``name`` identifies the tracker within an experiment and defaults to the
-    class name.
+    class name. In a distributed run only rank 0's trackers receive events,
+    so that the run is tracked once; set ``all_ranks = True`` on a tracker
+    that must hear every process (it finds ``run.rank`` and
+    ``run.world_size`` in the run it receives).
     """
 
     name: str = ''
+    all_ranks: bool = False
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.name or type(self).__name__
@@ -105,7 +109,7 @@ def as_plugin(tracker: Any) -> Any:
         return tracker
     from drytorch.core.plugins import TRACKING_HOOKS
 
-    plugin = types.SimpleNamespace()
+    plugin = types.SimpleNamespace(all_ranks=getattr(tracker, 'all_ranks', False))
     for attr in dir(type(tracker)):  # the class: properties are not evaluated
         static = inspect.getattr_static(type(tracker), attr, None)
         if getattr(static, _MARKER, None) is not None:

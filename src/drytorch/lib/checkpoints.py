@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from drytorch.core import checkpointing, exceptions, scope
+from drytorch.core import checkpointing, distributed, exceptions, scope
 from drytorch.lib import rng
 from drytorch.lib.runners import to_device
 
@@ -188,10 +188,36 @@ class Checkpointer:
             keep.update(position for _, position in ranked[: policy.keep_best[1]])
         return [position for position in positions if position not in keep]
 
-    def state(
-        self, trainer: Trainer[Any, Any, Any], epoch: int, batch: int
+    def process_state(
+        self, trainer: Trainer[Any, Any, Any], batch: int
     ) -> dict[str, Any]:
-        """Return the checkpoint's content at position ``(epoch, batch)``."""
+        """Return what differs between the processes of a run: random states, sums.
+
+        In a distributed run every process sends its own to rank 0, which
+        saves them all under ``processes``; each resumes from its own.
+        """
+        return {
+            'rng': rng.get_states(seed=_run_seed()),
+            'objective': trainer.loss.state_dict() if batch else None,
+        }
+
+    def state(
+        self,
+        trainer: Trainer[Any, Any, Any],
+        epoch: int,
+        batch: int,
+        processes: Sequence[Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Return the checkpoint's content at position ``(epoch, batch)``.
+
+        Args:
+            trainer: whose state it is.
+            epoch: the completed epochs.
+            batch: the batches trained in the next epoch.
+            processes: in a distributed run, every rank's ``process_state``,
+                in rank order (this process is rank 0).
+        """
+        own = processes[0] if processes else self.process_state(trainer, batch)
         if trainer._in_epoch:  # the permutation being consumed, from its start
             method = getattr(trainer.loader, 'epoch_start_state', None)
             loader_state = method() if callable(method) else None
@@ -213,11 +239,12 @@ class Checkpointer:
             },
             'pre_epoch_hooks': trainer.pre_epoch_hooks.state_dict(),
             'post_epoch_hooks': trainer.post_epoch_hooks.state_dict(),
-            'rng': rng.get_states(seed=_run_seed()),
+            'rng': own['rng'],
             'loader': loader_state,
-            'objective': trainer.loss.state_dict() if batch else None,
+            'objective': own['objective'],
             'terminated': trainer._terminated,
             'ranks': [[e, b, rank] for (e, b), rank in sorted(self.ranks.items())],
+            **({'processes': list(processes)} if processes else {}),
         }
 
     def restore(
@@ -241,7 +268,8 @@ class Checkpointer:
             )
         check_fits(trainer, location, state)  # refuse before changing anything
         batch = int(state.get('batch', 0))
-        objective = state.get('objective')
+        own = _own_process_state(location, state, batch)
+        objective = own.get('objective')
         if batch and not isinstance(objective, Mapping):
             raise exceptions.CheckpointError(
                 f'The checkpoint of {location} inside epoch {state["epoch"] + 1} '
@@ -273,7 +301,7 @@ class Checkpointer:
         )
         trainer.pre_epoch_hooks.load_state_dict(state['pre_epoch_hooks'])
         trainer.post_epoch_hooks.load_state_dict(state['post_epoch_hooks'])
-        rng.set_states(state['rng'])
+        rng.set_states(own['rng'])
         trainer._resumed = None
         discard = 0
         loader = trainer.loader
@@ -297,6 +325,35 @@ class Checkpointer:
             (int(e), int(b)): float(rank) for e, b, rank in state.get('ranks', ())
         }
         return batch
+
+
+def _own_process_state(
+    location: checkpointing.CheckpointLocation, state: Mapping[str, Any], batch: int
+) -> Mapping[str, Any]:
+    """Return this process's random states and running sums in ``state``.
+
+    A checkpoint of a distributed run holds each rank's; one taken inside an
+    epoch resumes only with as many processes, since each finishes its own
+    share of the epoch. Between epochs, a rank the checkpoint has no state
+    for starts from rank 0's.
+
+    Raises:
+        CheckpointError: a checkpoint inside an epoch, of another world size.
+    """
+    rank, size = distributed.current()
+    processes = state.get('processes')
+    saved = len(processes) if isinstance(processes, Sequence) else 1
+    if batch and saved != size:
+        raise exceptions.CheckpointError(
+            f'The checkpoint of {location} was taken inside epoch '
+            f'{state["epoch"] + 1} by {saved} process(es); this run has {size}. '
+            'Resume it with the same number of processes, or load an epoch-end '
+            'checkpoint.'
+        )
+    if not isinstance(processes, Sequence) or not processes:
+        return state
+    found = processes[rank] if rank < len(processes) else processes[0]
+    return found if isinstance(found, Mapping) else state
 
 
 def check_fits(

@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 import torch
 from torch.utils import data
 
+from drytorch.core import distributed
 from drytorch.core.exceptions import LoaderError
 
 __all__ = ['DataLoader']
@@ -65,11 +66,21 @@ def _accelerator_available() -> bool:
     return bool(accelerator.is_available())
 
 
+def _shard_size(n_samples: int, rank: int, size: int) -> int:
+    """Return the samples of ``range(rank, n_samples, size)``."""
+    return len(range(rank, n_samples, size))
+
+
 class _EpochSampler(data.Sampler[int]):
     """Draws one permutation per epoch from a generator and counts the epochs.
 
     The loader reseeds the generator before each epoch. ``skip`` samples are
     left out of the next permutation only (an epoch resumed mid-way).
+
+    In a distributed run every rank draws the same permutation and takes
+    every ``size``-th sample of it from its rank on, over the first
+    ``n // size * size``: the ranks get as many samples each, disjoint, and
+    together the permutation's head, which changes every epoch.
     """
 
     def __init__(self, n_samples: int, generator: torch.Generator) -> None:
@@ -82,11 +93,39 @@ class _EpochSampler(data.Sampler[int]):
         order: list[int] = torch.randperm(
             self.n_samples, generator=self.generator
         ).tolist()
+        rank, size = distributed.current()
+        if size > 1:
+            order = order[rank : self.n_samples // size * size : size]
         skip, self.skip = self.skip, 0
         return iter(order[skip:] if skip else order)
 
     def __len__(self) -> int:
-        return self.n_samples
+        return self.n_samples // distributed.current().size
+
+
+class _ShardSampler(data.Sampler[int]):
+    """The samples in order; in a distributed run, this rank's share of them.
+
+    Rank ``r`` of ``size`` takes samples ``r, r + size, ...``: every sample
+    is evaluated once, by one rank, with no padding (the shares differ by at
+    most one sample), so the reduced metrics are those of one process.
+    """
+
+    def __init__(self, n_samples: int) -> None:
+        self.n_samples = n_samples
+
+    def __iter__(self) -> Iterator[int]:
+        rank, size = distributed.current()
+        if size > self.n_samples:
+            raise LoaderError(
+                f'The dataset has {self.n_samples} samples, fewer than the '
+                f'{size} processes of the run: every process needs at least one '
+                'to evaluate. Use more samples or fewer processes.'
+            )
+        return iter(range(rank, self.n_samples, size))
+
+    def __len__(self) -> int:
+        return _shard_size(self.n_samples, *distributed.current())
 
 
 class DataLoader(Generic[Batch]):
@@ -96,6 +135,13 @@ class DataLoader(Generic[Batch]):
     samples in a new random order and drops the last partial batch, so every
     step sees ``batch_size`` samples. In inference mode the samples keep their
     order and none is dropped.
+
+    In a distributed run (``torchrun``) each process loads its own share:
+    in training, an equal part of the epoch's permutation (so every process
+    takes the same number of steps, of ``batch_size`` samples each); in
+    inference, every ``world_size``-th sample, so that each sample is
+    evaluated exactly once. No ``DistributedSampler`` is needed, and the
+    shuffling resumes exactly as in one process.
 
     Batches are collated by torch's ``default_collate``: tensors are stacked,
     NamedTuples keep their type (an empty one included), plain tuples become
@@ -166,7 +212,7 @@ class DataLoader(Generic[Batch]):
             if self._inference_loader is None:
                 # A separate generator: evaluating must not shift the shuffling.
                 self._inference_loader = self._build(
-                    sampler=data.SequentialSampler(self.dataset),
+                    sampler=_ShardSampler(self._n_samples),
                     drop_last=False,
                     generator=torch.Generator().manual_seed(self.seed),
                 )
@@ -207,9 +253,11 @@ class DataLoader(Generic[Batch]):
 
     def __len__(self) -> int:
         """Return the batches in one epoch, in the mode active now."""
+        rank, size = distributed.current()
         if torch.is_inference_mode_enabled():
-            return math.ceil(self._n_samples / self.batch_size)
-        return self._n_samples // self.batch_size
+            shard = _shard_size(self._n_samples, rank, size)
+            return math.ceil(shard / self.batch_size)
+        return self._n_samples // size // self.batch_size
 
     def sampler_state(self) -> dict[str, Any]:
         """Return what a checkpoint needs to resume the shuffling exactly.
@@ -249,7 +297,7 @@ class DataLoader(Generic[Batch]):
             LoaderError: ``state`` was not made by ``sampler_state()``, or
                 ``skip_batches`` is not in ``[0, len(self)]``.
         """
-        n_batches = self._n_samples // self.batch_size
+        n_batches = self._n_samples // distributed.current().size // self.batch_size
         if (
             isinstance(skip_batches, bool)
             or not isinstance(skip_batches, int)

@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 import torch
 from torch import nn
 
-from drytorch.core import registering
+from drytorch.core import distributed, registering
 
 __all__ = ['Model', 'default_device']
 
@@ -16,11 +16,17 @@ Output = TypeVar('Output', covariant=True)
 
 
 def default_device() -> torch.device:
-    """Return the accelerator when one is available, else the CPU."""
+    """Return the accelerator when one is available, else the CPU.
+
+    In a distributed run each process takes its node's accelerator of index
+    ``LOCAL_RANK``.
+    """
     accelerator = getattr(torch, 'accelerator', None)
     if accelerator is not None and accelerator.is_available():
         found = accelerator.current_accelerator()
         if found is not None:
+            if distributed.current().size > 1:
+                return torch.device(found.type, distributed.local_device_index())
             return torch.device(found)
     return torch.device('cpu')
 
@@ -36,9 +42,16 @@ class Model(Generic[Input, Output]):
             is available, else the CPU.
         mixed_precision: run the forward pass under ``torch.autocast`` (float16
             on CUDA with gradient scaling in the trainer, bfloat16 elsewhere).
+        should_distribute: in a distributed run, train through
+            ``DistributedDataParallel``, which averages the gradients of the
+            processes at every step. ``module`` stays the user's module, so
+            checkpoints hold its plain state dict; evaluation (no gradients)
+            calls it directly, with no communication per batch.
 
     Attributes:
         epoch: the number of training epochs completed; checkpoints restore it.
+        distributed: the ``DistributedDataParallel`` wrapper used in training,
+            or ``None`` outside a distributed run.
 
     Raises:
         NoActiveExperimentError: no run is active.
@@ -52,6 +65,7 @@ class Model(Generic[Input, Output]):
         device: torch.device | str | None = None,
         *,
         mixed_precision: bool = False,
+        should_distribute: bool = True,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f'Model wraps a torch.nn.Module, got {type(module)!r}.')
@@ -62,15 +76,36 @@ class Model(Generic[Input, Output]):
         self.name = name or type(self).__name__
         self.name = registering.register_model(self, self.name)
         self.module.to(self.device)
+        self.distributed: nn.Module | None = None
+        if should_distribute and distributed.current().size > 1:
+            self.distributed = _wrap(self.module, self.device)
 
     def __call__(self, inputs: Input) -> Output:
         """Run the module on ``inputs`` (under autocast with mixed precision)."""
+        wrapper = self.distributed
+        module = (
+            wrapper if wrapper is not None and torch.is_grad_enabled() else self.module
+        )
         if self.mixed_precision:
             with torch.autocast(self.device.type):
-                mixed: Output = self.module(inputs)
+                mixed: Output = module(inputs)
             return mixed
-        output: Output = self.module(inputs)
+        output: Output = module(inputs)
         return output
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name={self.name!r}, device={self.device})'
+
+
+def _wrap(module: nn.Module, device: torch.device) -> nn.Module | None:
+    """Return ``module`` in ``DistributedDataParallel`` (``None``: nothing to train)."""
+    if not any(parameter.requires_grad for parameter in module.parameters()):
+        return None  # DDP refuses a module without trainable parameters
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == 'cuda':
+        index = (
+            device.index if device.index is not None else torch.cuda.current_device()
+        )
+        return DistributedDataParallel(module, device_ids=[index])
+    return DistributedDataParallel(module)

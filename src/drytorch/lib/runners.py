@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
-from drytorch.core import exceptions, log_events, registering, scope
+from drytorch.core import distributed, exceptions, log_events, registering, scope
 from drytorch.core.plugins import get_host
 from drytorch.lib import objectives
 from drytorch.lib.models import Model
@@ -195,6 +195,8 @@ class ModelRunner(Generic[Input, Target, Output]):
                 f'{self.name}: the loader of model {self.model.name!r} yielded no '
                 'batch (is the dataset smaller than one batch in training mode?).'
             )
+        if distributed.current().size > 1:  # one collective per epoch
+            self.objective.all_reduce()
         computed = self.objective.compute()
         self.computed_metrics = {name: value.item() for name, value in computed.items()}
         self.computed_epoch = self.model.epoch
@@ -207,7 +209,14 @@ class ModelRunner(Generic[Input, Target, Output]):
         return outputs
 
     def _live_metrics(self) -> dict[str, float]:
-        """Return the running metrics of the epoch (synchronises the device)."""
+        """Return the running metrics of the epoch (synchronises the device).
+
+        In a distributed run they are this process's share of the epoch; an
+        objective that would synchronise with the others to compute reports
+        nothing here, since only rank 0 displays.
+        """
+        if not self.objective.computes_locally and distributed.current().size > 1:
+            return {}
         try:
             computed = self.objective.compute()
         except exceptions.ComputedBeforeUpdatedError:

@@ -11,12 +11,12 @@ import copy
 import dataclasses
 import math
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import torch
 
-from drytorch.core import checkpointing, exceptions, log_events, scope
+from drytorch.core import checkpointing, distributed, exceptions, log_events, scope
 from drytorch.core.plugins import get_host
 from drytorch.lib import (
     hooks,
@@ -197,7 +197,12 @@ class Trainer(ModelRunner[Input, Target, Output]):
                 fit this trainer.
         """
         self._check_run()
-        if checkpointing.latest(self._location()) is None:
+        location = self._location()
+        if distributed.current().size > 1:  # rank 0's storage answers
+            found = _from_rank_zero(lambda: checkpointing.latest(location))
+        else:
+            found = checkpointing.latest(location)
+        if found is None:
             return False
         self.load_checkpoint()
         return True
@@ -323,9 +328,26 @@ class Trainer(ModelRunner[Input, Target, Output]):
         location = self._location()
         if batch == 0 and not self._in_epoch:
             self._checkpoints.record_rank(self, position)
-        where, digest = checkpointing.store(
-            location, epoch, self._state(epoch, batch), batch
+        world = distributed.current()
+        if world.size == 1:
+            return self._store(location, position, self._state(epoch, batch))
+        # every rank: its random states and running sums, saved by rank 0
+        processes = distributed.gather(self._checkpoints.process_state(self, batch))
+        return _from_rank_zero(
+            lambda: self._store(
+                location, position, self._checkpoints.state(self, *position, processes)
+            )
         )
+
+    def _store(
+        self,
+        location: checkpointing.CheckpointLocation,
+        position: checkpointing.Position,
+        state: dict[str, Any],
+    ) -> str:
+        """Store ``state`` at ``position``, tell the trackers, apply retention."""
+        epoch, batch = position
+        where, digest = checkpointing.store(location, epoch, state, batch)
         get_host().on_checkpoint_save(
             log_events.CheckpointEvent(
                 self.model.name, epoch, 'save', where, batch, digest
@@ -350,7 +372,10 @@ class Trainer(ModelRunner[Input, Target, Output]):
         """
         self._check_run()
         location = self._location()
-        state = checkpointing.load(location, epoch, batch)
+        if distributed.current().size > 1:  # rank 0 reads it for every rank
+            state = _from_rank_zero(lambda: checkpointing.load(location, epoch, batch))
+        else:
+            state = checkpointing.load(location, epoch, batch)
         batch = self._checkpoints.restore(self, location, state)
         self._schedule_step_save()
         where = checkpointing.where(location, self.model.epoch, batch)
@@ -418,6 +443,9 @@ class Trainer(ModelRunner[Input, Target, Output]):
             log_events.EpochStartEvent(model.name, self.name, model.epoch, end_epoch),
         )
         model.module.train()
+        set_epoch = getattr(getattr(self.loader, 'sampler', None), 'set_epoch', None)
+        if callable(set_epoch):  # a torch loader with a DistributedSampler
+            set_epoch(model.epoch)
         self._epoch_first_step = self.steps - done
         self._epoch_batches = len(self.loader)
         self._save_at_end = False
@@ -490,3 +518,31 @@ class Trainer(ModelRunner[Input, Target, Output]):
         return checkpointing.CheckpointLocation(
             run.experiment.par_dir, run.experiment.name, run.id, self.model.name
         )
+
+
+_T = TypeVar('_T')
+
+
+def _from_rank_zero(answer: Callable[[], _T]) -> _T:
+    """Return rank 0's ``answer()`` on every rank, or raise its error on every rank.
+
+    Rank 0 alone stores, lists and reads checkpoints; the others wait for its
+    result, so that a failed save or a refused checkpoint stops every process
+    the same way instead of leaving some waiting for the next collective.
+    """
+    if distributed.current().rank == 0:
+        try:
+            result = answer()
+        except exceptions.CheckpointError as err:
+            distributed.broadcast(('error', str(err)))
+            raise
+        except BaseException as err:
+            distributed.broadcast(('error', f'{type(err).__name__}: {err}'))
+            raise
+        distributed.broadcast(('ok', result))
+        return result
+    kind, value = distributed.broadcast(None)
+    if kind == 'error':
+        raise exceptions.CheckpointError(f'On rank 0: {value}')
+    result_of_zero: _T = value
+    return result_of_zero

@@ -66,6 +66,11 @@ class _ProtocolObjective(Objective[Any, Any]):
             return {str(key): torch.as_tensor(value) for key, value in result.items()}
         return {self.name: torch.as_tensor(result)}
 
+    @property
+    def computes_locally(self) -> bool:
+        """False: the wrapped metric may synchronise in its ``compute``."""
+        return False
+
     def reset(self) -> None:
         """Call the wrapped ``reset()``."""
         super().reset()

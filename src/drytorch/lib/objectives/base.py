@@ -116,6 +116,25 @@ class Objective(abc.ABC, Generic[Output, Target]):
         """Forget every batch seen so far."""
         self._running = _RunningSums()
 
+    def all_reduce(self) -> None:
+        """Sum the running sums and counts over the processes of the run.
+
+        The runners call it once, at the end of each epoch of a distributed
+        run, before ``compute``: the means are then those of every process's
+        batches, the same on each. Torchmetrics-style members synchronise
+        their own state when they compute.
+        """
+        self._running.all_reduce()
+
+    @property
+    def computes_locally(self) -> bool:
+        """Whether ``compute`` involves no other process (no collective).
+
+        False when a torchmetrics-style member synchronises in its
+        ``compute``: then only every process together may call it.
+        """
+        return True
+
     def state_dict(self) -> dict[str, Any]:
         """Return the running sums and counts since the last reset, as numbers.
 

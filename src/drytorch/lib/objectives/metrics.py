@@ -169,6 +169,11 @@ class MetricCollection(Objective[Output, Target]):
             raise _duplicate_error(duplicates)
         return dict(ordered)
 
+    @property
+    def computes_locally(self) -> bool:
+        """Whether no torchmetrics-style member synchronises in ``compute``."""
+        return not self._delegates
+
     def reset(self) -> None:
         """Forget every batch, in the torchmetrics-style members too."""
         super().reset()

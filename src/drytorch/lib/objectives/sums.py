@@ -2,8 +2,10 @@
 
 ``_RunningSums`` is the one place that holds what an objective has accumulated
 since its last reset (a sum and a count per name, and the number of batches)
-and turns it into values (``means``). A reduction of the metrics across
-processes belongs in ``means``: reduce the sums and counts there, then divide.
+and turns it into values (``means``). In a distributed run the runners call
+``all_reduce`` once at the end of an epoch, which sums the sums and counts of
+every process before ``means`` divides them: the epoch's values are those of
+all the data, not of one process's share.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import torch
 
+from drytorch.core import distributed
 from drytorch.lib.objectives.errors import _shape_error, _state_error, _type_error
 
 
@@ -79,6 +82,32 @@ class _RunningSums:
         """Return the mean of each value, as 0-dim tensors on the device."""
         counts = self.counts
         return {name: total / counts[name] for name, total in self.sums.items()}
+
+    def all_reduce(self) -> None:
+        """Sum the sums, counts and batches over the processes of the run.
+
+        One collective for all the values: they are packed in one float64
+        tensor (float32 on MPS) on the sums' device, in name order, which every
+        process shares. Every process must call it, with the same names.
+        """
+        names = sorted(self.sums)
+        first = self.sums[names[0]] if names else None
+        device = first.device if first is not None else torch.device('cpu')
+        dtype = _accumulator_dtype(device)
+        values = [self.sums[name].to(dtype) for name in names]
+        values += [
+            torch.tensor(float(self.counts[name]), dtype=dtype, device=device)
+            for name in names
+        ]
+        values.append(torch.tensor(float(self.batches), dtype=dtype, device=device))
+        packed = torch.stack(values)
+        distributed.all_reduce_sum(packed)
+        totals = packed.tolist()  # the counts, on the host: once per epoch
+        n = len(names)
+        for k, name in enumerate(names):
+            self.sums[name] = packed[k].to(self.sums[name].dtype)
+            self.counts[name] = round(totals[n + k])
+        self.batches = round(totals[-1])
 
     def state_dict(self) -> dict[str, Any]:
         """Return the sums as Python floats, the counts and the batches."""

@@ -1,0 +1,177 @@
+"""A training job the distributed tests launch with torchrun (or plainly).
+
+The same script runs in one process and under ``torchrun``: that is what it
+checks. Rank 0 writes ``result.json`` in the working folder (the run id, the
+world size, the metrics, the weights' path); the tests compare it with files
+on disk and with single-process numbers. Environment variables steer it:
+
+    JOB_EPOCHS     epochs to train (default 3)
+    JOB_RUN_ID     the run id (default: the relaunch pattern, resume='unfinished')
+    JOB_KILL_AT    SIGKILL the whole job (torchrun included) at this checkpoint
+    JOB_FAIL_RANK  this rank raises in epoch 2
+    JOB_DROPOUT    add dropout (random numbers that differ per rank)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+
+import torch
+from torch import nn
+from torch.utils import data
+
+import drytorch
+from drytorch import (
+    DataLoader,
+    Experiment,
+    LearningSchema,
+    Loss,
+    Metric,
+    Model,
+    Test,
+    Trainer,
+)
+from drytorch.core import distributed
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    n_samples: int = 203  # divides by neither the world size nor the batch size
+    batch_size: int = 8
+    dropout: float = 0.0
+
+
+class Job(Experiment[Config]):
+    """A small regression, trained data-parallel."""
+
+
+def datasets() -> tuple[data.TensorDataset, data.TensorDataset]:
+    """Return the training and test sets (the same on every rank)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(Config.n_samples, 3, generator=generator) * 4 - 2
+    y = x.sum(dim=1, keepdim=True).sin() + 0.1 * torch.randn(
+        Config.n_samples, 1, generator=generator
+    )
+    return data.TensorDataset(x[:160], y[:160]), data.TensorDataset(x[160:], y[160:])
+
+
+def network(dropout: float) -> nn.Module:
+    layers: list[nn.Module] = [nn.Linear(3, 16), nn.Tanh()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(16, 1))
+    return nn.Sequential(*layers)
+
+
+def squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample squared error: its epoch mean is exact over uneven shares."""
+    return ((outputs - targets) ** 2).flatten()
+
+
+def absolute_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs - targets).abs().flatten()
+
+
+class Killer(drytorch.Tracker):
+    """SIGKILLs the job's process group at its N-th checkpoint save."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+        self.saves = 0
+
+    @drytorch.hookimpl
+    def on_checkpoint_save(self, event: object) -> None:
+        self.saves += 1
+        if self.saves == self.at:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+class RankWitness(drytorch.Tracker):
+    """Runs on every rank: writes which ranks saw the run start."""
+
+    all_ranks = True
+
+    @drytorch.hookimpl
+    def on_run_start(self, event: object, run: drytorch.RunView) -> None:
+        pathlib.Path(f'witness_{run.rank}.json').write_text(
+            json.dumps({'rank': run.rank, 'world_size': run.world_size, 'id': run.id})
+        )
+
+
+def shards() -> dict[str, list[int]]:
+    """Return the samples this process loads: two training epochs, inference."""
+    loader = DataLoader(data.TensorDataset(torch.arange(23)), 1, seed=5)
+    seen: dict[str, list[int]] = {}
+    for epoch in ('epoch_1', 'epoch_2'):
+        seen[epoch] = [int(batch) for (batch,) in loader]
+    with torch.inference_mode():
+        seen['inference'] = [int(batch) for (batch,) in loader]
+    return seen
+
+
+def main() -> None:
+    config = Config(dropout=float(os.environ.get('JOB_DROPOUT', '0')))
+    epochs = int(os.environ.get('JOB_EPOCHS', '3'))  # not in the config: resumable
+    experiment = Job(config, name='job', par_dir=pathlib.Path('outputs'))
+    experiment.trackers.subscribe(RankWitness())
+    kill_at = int(os.environ.get('JOB_KILL_AT', '0'))
+    if kill_at:
+        experiment.trackers.subscribe(Killer(kill_at))
+    run_id = os.environ.get('JOB_RUN_ID')
+    if run_id:
+        run = experiment.create_run(run_id, resume=True, seed=7)
+    else:
+        run = experiment.create_run(resume='unfinished', seed=7)
+    with run:
+        shard_file = pathlib.Path(f'shard_{run.world.rank}.json')
+        shard_file.write_text(json.dumps(shards()))
+        train_set, test_set = datasets()
+        loader = DataLoader(train_set, Config.batch_size, seed=11)
+        model = Model(network(config.dropout), device='cpu')
+        loss = Loss(squared_error, name='MSE') | Metric(
+            absolute_error, name='MAE', higher_is_better=False
+        )
+        trainer = Trainer(
+            model,
+            loader=loader,
+            loss=loss,
+            learning_schema=LearningSchema.adam(0.01),
+        )
+        trainer.add_validation(DataLoader(test_set, 5))
+        trainer.checkpoint_every(steps=3)
+        fail_rank = os.environ.get('JOB_FAIL_RANK')
+        if fail_rank is not None and int(fail_rank) == run.world.rank:
+
+            def fail(instance: Trainer) -> None:
+                if instance.model.epoch == 2:
+                    raise ValueError(f'rank {run.world.rank} failed on purpose')
+
+            trainer.post_epoch_hooks.register(fail)
+        trainer.resume()
+        trainer.train_until(epochs)
+        tested = Test(model, loader=DataLoader(test_set, 7), metric=loss)()
+        if run.world.rank == 0:
+            torch.save(model.module.state_dict(), 'weights.pt')
+            pathlib.Path('result.json').write_text(
+                json.dumps(
+                    {
+                        'id': run.id,
+                        'world_size': run.world.size,
+                        'group': distributed.current().size,
+                        'validation': trainer.validation.computed_metrics,  # type: ignore[union-attr]
+                        'test': tested,
+                        'train': trainer.computed_metrics,
+                        'steps': trainer.steps,
+                        'batches': len(loader),
+                    }
+                )
+            )
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,277 @@
+"""Distributed runs: real torchrun jobs on CPU with gloo, 2 processes.
+
+Each test launches ``tests/distributed_job.py`` with torchrun (one node, or
+two nodes of one process on localhost with a c10d rendezvous) and checks the
+files the job left: the run record, the metric CSVs, the checkpoints, the
+weights, against single-process numbers computed here. Every launch runs
+with a timeout, so a job that hangs fails the test instead of the suite.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tomllib
+from typing import Any
+
+import pytest
+import torch
+
+from tests import distributed_job as job
+
+JOB = pathlib.Path(job.__file__)
+TIMEOUT = 180  # seconds for one launch; a healthy one takes under 20 on 2 cores
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def torchrun(
+    cwd: pathlib.Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Launch the job under torchrun, in its own process group, with a timeout."""
+    command = [sys.executable, '-m', 'torch.distributed.run', *args, str(JOB)]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # the job may SIGKILL its whole group
+    )
+    try:
+        output, _ = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f'the job did not end within {TIMEOUT} s:\n{output[-4000:]}')
+    return subprocess.CompletedProcess(command, process.returncode, output, '')
+
+
+def one_node(cwd: pathlib.Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return torchrun(cwd, '--standalone', '--nproc_per_node=2', env=env)
+
+
+def plain(cwd: pathlib.Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the job in one process, as a script."""
+    return subprocess.run(
+        [sys.executable, str(JOB)],
+        cwd=cwd,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def records(registry: pathlib.Path) -> list[dict[str, Any]]:
+    return [
+        tomllib.loads(path.read_text())
+        for path in sorted(registry.glob('*/runs/*.toml'))
+    ]
+
+
+def result(cwd: pathlib.Path) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((cwd / 'result.json').read_text())
+    return found
+
+
+def reference_test_metrics(weights: pathlib.Path) -> dict[str, float]:
+    """The test metrics of ``weights``, computed here in one process."""
+    module = job.network(0.0)
+    module.load_state_dict(torch.load(weights, weights_only=True))
+    _, test_set = job.datasets()
+    x, y = test_set.tensors
+    with torch.no_grad():
+        outputs = module(x)
+    return {
+        'MSE': float(((outputs - y) ** 2).double().mean()),
+        'MAE': float((outputs - y).abs().double().mean()),
+    }
+
+
+def last_row(path: pathlib.Path) -> dict[str, str]:
+    with path.open(newline='') as file:
+        return list(csv.DictReader(file))[-1]
+
+
+def work(tmp_path: pathlib.Path, name: str) -> pathlib.Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    return folder
+
+
+def test_two_processes_are_one_run_with_exact_metrics(
+    tmp_path: pathlib.Path, registry_dir: pathlib.Path
+) -> None:
+    cwd = work(tmp_path, 'job')
+    done = one_node(cwd)
+    assert done.returncode == 0, done.stdout[-4000:]
+    (record,) = records(registry_dir)  # one run, not one per process
+    out = result(cwd)
+    assert record['id'] == out['id'] and record['status'] == 'completed'
+    assert record['world_size'] == 2
+    (session,) = record['sessions']
+    ranks = session['processes']
+    assert [entry['rank'] for entry in ranks] == [0, 1]
+    assert len({entry['pid'] for entry in ranks}) == 2
+    assert ranks[0]['pid'] == record['pid'] == session['pid']
+    # every rank took part and saw its rank; the trackers of rank 0 alone logged
+    for rank in (0, 1):
+        witness = json.loads((cwd / f'witness_{rank}.json').read_text())
+        assert witness == {'rank': rank, 'world_size': 2, 'id': out['id']}
+    assert done.stdout.count('Epoch: 1 / 3') == 1
+    # each rank trained on its half: 160 samples, 80 each, 10 batches of 8
+    assert out['batches'] == 10 and out['steps'] == 30
+    outputs = cwd / 'outputs'
+    assert [p.name for p in (outputs / 'csv_metrics' / 'job').iterdir()] == [out['id']]
+    checkpoints = outputs / 'checkpoints' / 'job' / out['id'] / 'Model'
+    assert (checkpoints / 'epoch_3.pt').exists()
+    # the test metric of the distributed job is the one-process metric of
+    # its weights on the whole test set (43 samples: uneven shares of 22, 21)
+    reference = reference_test_metrics(cwd / 'weights.pt')
+    for name in ('MSE', 'MAE'):
+        assert out['test'][name] == pytest.approx(reference[name], rel=1e-6)
+        assert out['validation'][name] == pytest.approx(reference[name], rel=1e-6)
+    row = last_row(outputs / 'csv_metrics' / 'job' / out['id'] / 'Model_Test.csv')
+    assert float(row['MSE']) == pytest.approx(out['test']['MSE'], rel=1e-9)
+    # each sample once, per epoch a new permutation, the same as one process'
+    shards = [json.loads((cwd / f'shard_{rank}.json').read_text()) for rank in (0, 1)]
+    single = job.shards()  # here: one process
+    for epoch in ('epoch_1', 'epoch_2'):
+        first, second = (shard[epoch] for shard in shards)
+        assert len(first) == len(second) == 11  # 23 // 2 samples each
+        assert not set(first) & set(second)
+        merged = [index for pair in zip(first, second, strict=True) for index in pair]
+        assert merged == single[epoch][:22]
+    assert shards[0]['epoch_1'] != shards[0]['epoch_2']
+    assert sorted(shards[0]['inference'] + shards[1]['inference']) == list(range(23))
+    assert single['inference'] == list(range(23))
+
+
+def test_the_same_script_in_one_process_is_unchanged(
+    tmp_path: pathlib.Path, registry_dir: pathlib.Path
+) -> None:
+    cwd = work(tmp_path, 'plain')
+    done = plain(cwd)
+    assert done.returncode == 0, done.stderr
+    out = result(cwd)
+    assert out['world_size'] == 1 and out['group'] == 1
+    assert out['batches'] == 20 and out['steps'] == 60
+    (record,) = records(registry_dir)
+    assert record['world_size'] == 1
+    assert 'processes' not in record['sessions'][0]
+    reference = reference_test_metrics(cwd / 'weights.pt')
+    assert out['test']['MSE'] == pytest.approx(reference['MSE'], rel=1e-6)
+
+
+def test_a_killed_job_relaunched_ends_bit_identical(
+    tmp_path: pathlib.Path, registry_dir: pathlib.Path
+) -> None:
+    # dropout draws random numbers: each rank's generator must resume as well
+    whole = work(tmp_path, 'whole')
+    done = one_node(
+        whole, DRYTORCH_REGISTRY_DIR=str(tmp_path / 'other'), JOB_DROPOUT='0.3'
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+
+    cwd = work(tmp_path, 'killed')
+    # the 5th checkpoint is at step 15, batch 5 of epoch 2: inside an epoch
+    killed = one_node(cwd, JOB_DROPOUT='0.3', JOB_KILL_AT='5')
+    assert killed.returncode != 0
+    assert not (cwd / 'result.json').exists()
+    (record,) = records(registry_dir)
+    assert record['status'] == 'running'  # as SIGKILL left it: read as crashed
+    relaunched = one_node(cwd, JOB_DROPOUT='0.3')
+    assert relaunched.returncode == 0, relaunched.stdout[-4000:]
+    assert 'Training Model resumed from epoch 1, to 3.' in relaunched.stdout
+    assert 'epoch 1 batch 5 loaded' in relaunched.stdout
+    (record,) = records(registry_dir)
+    assert record['status'] == 'completed' and len(record['sessions']) == 2
+    assert result(cwd)['id'] == record['id']
+    expected = torch.load(whole / 'weights.pt', weights_only=True)
+    resumed = torch.load(cwd / 'weights.pt', weights_only=True)
+    assert expected.keys() == resumed.keys()
+    for key, value in expected.items():
+        assert torch.equal(value, resumed[key]), key
+    assert result(cwd)['test'] == result(whole)['test']
+
+
+def test_both_ranks_resume_an_explicit_id(
+    tmp_path: pathlib.Path, registry_dir: pathlib.Path
+) -> None:
+    cwd = work(tmp_path, 'fixed')
+    for epochs in ('1', '2'):
+        done = one_node(cwd, JOB_RUN_ID='fixed', JOB_EPOCHS=epochs)
+        assert done.returncode == 0, done.stdout[-4000:]
+    (record,) = records(registry_dir)
+    assert record['id'] == 'fixed' and record['status'] == 'completed'
+    assert [len(s['processes']) for s in record['sessions']] == [2, 2]
+    assert result(cwd)['steps'] == 20
+
+
+@pytest.mark.parametrize('rank', [0, 1])
+def test_a_failing_rank_fails_the_run_without_hanging(
+    tmp_path: pathlib.Path, registry_dir: pathlib.Path, rank: int
+) -> None:
+    cwd = work(tmp_path, f'fail{rank}')
+    done = one_node(cwd, JOB_FAIL_RANK=str(rank))  # within TIMEOUT, or it fails
+    assert done.returncode != 0
+    assert f'rank {rank} failed on purpose' in done.stdout
+    (record,) = records(registry_dir)
+    assert record['status'] == 'failed'
+    if rank == 0:
+        assert record['error'] == 'ValueError: rank 0 failed on purpose'
+    else:  # rank 0 learns of it from the collective that lost its peer
+        assert record['error']
+
+
+def test_two_nodes_of_one_process_with_a_c10d_rendezvous(
+    tmp_path: pathlib.Path, registry_dir: pathlib.Path
+) -> None:
+    cwd = work(tmp_path, 'nodes')
+    endpoint = f'127.0.0.1:{free_port()}'
+    args = (
+        '--nnodes=2',
+        '--nproc_per_node=1',
+        '--rdzv_backend=c10d',
+        f'--rdzv_endpoint={endpoint}',
+        '--rdzv_id=two-nodes',
+    )
+    command = [sys.executable, '-m', 'torch.distributed.run', *args, str(JOB)]
+    nodes = [
+        subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(os.environ, PYTHONUNBUFFERED='1'),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        outputs = [node.communicate(timeout=TIMEOUT)[0] for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    (record,) = records(registry_dir)
+    assert record['status'] == 'completed' and record['world_size'] == 2
+    out = result(cwd)
+    assert out['batches'] == 10
+    reference = reference_test_metrics(cwd / 'weights.pt')
+    assert out['test']['MSE'] == pytest.approx(reference['MSE'], rel=1e-6)
