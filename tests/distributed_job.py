@@ -10,6 +10,13 @@ on disk and with single-process numbers. Environment variables steer it:
     JOB_KILL_AT    SIGKILL the whole job (torchrun included) at this checkpoint
     JOB_FAIL_RANK  this rank raises in epoch 2
     JOB_DROPOUT    add dropout (random numbers that differ per rank)
+    JOB_HANG_RANK  this rank sleeps for a minute in epoch 2 (a hung process)
+    JOB_PLATEAU    early stopping and LR-on-plateau, which must stop every
+                   rank at the same epoch, with the same rates
+    JOB_TORCH_LOADER  train from a torch DataLoader with a DistributedSampler,
+                   then one more epoch from one without
+
+Every rank writes ``final_<rank>.json``: its epoch, steps and learning rate.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import os
 import pathlib
 import signal
+import time
 
 import torch
 from torch import nn
@@ -36,6 +44,7 @@ from drytorch import (
     Trainer,
 )
 from drytorch.core import distributed
+from drytorch.lib import hooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +83,18 @@ def squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def absolute_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (outputs - targets).abs().flatten()
+
+
+class EpochSampler(data.DistributedSampler[int]):
+    """A DistributedSampler that remembers the epochs it was set to."""
+
+    def __init__(self, dataset: data.Dataset[object]) -> None:
+        super().__init__(dataset, shuffle=True, seed=3, drop_last=True)
+        self.epochs: list[int] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+        super().set_epoch(epoch)
 
 
 class Killer(drytorch.Tracker):
@@ -131,7 +152,13 @@ def main() -> None:
         shard_file = pathlib.Path(f'shard_{run.world.rank}.json')
         shard_file.write_text(json.dumps(shards()))
         train_set, test_set = datasets()
-        loader = DataLoader(train_set, Config.batch_size, seed=11)
+        loader: object = DataLoader(train_set, Config.batch_size, seed=11)
+        torch_loader = os.environ.get('JOB_TORCH_LOADER')
+        if torch_loader:
+            sampler = EpochSampler(train_set)
+            loader = data.DataLoader(
+                train_set, Config.batch_size, sampler=sampler, drop_last=True
+            )
         model = Model(network(config.dropout), device='cpu')
         loss = Loss(squared_error, name='MSE') | Metric(
             absolute_error, name='MAE', higher_is_better=False
@@ -152,9 +179,47 @@ def main() -> None:
                     raise ValueError(f'rank {run.world.rank} failed on purpose')
 
             trainer.post_epoch_hooks.register(fail)
+        hang_rank = os.environ.get('JOB_HANG_RANK')
+        if hang_rank is not None and int(hang_rank) == run.world.rank:
+
+            def hang(instance: Trainer) -> None:
+                if instance.model.epoch == 2:
+                    pathlib.Path(f'hanging_{run.world.rank}').touch()
+                    time.sleep(60)
+
+            trainer.post_epoch_hooks.register(hang)
+        if os.environ.get('JOB_PLATEAU'):
+            trainer.post_epoch_hooks.register(
+                hooks.ReduceLROnPlateau(min_delta=0.03, patience=0, factor=0.5)
+            )
+            trainer.post_epoch_hooks.register(
+                hooks.EarlyStoppingCallback(min_delta=0.02, patience=1)
+            )
         trainer.resume()
         trainer.train_until(epochs)
+        extra: dict[str, object] = {}
+        if torch_loader:
+            extra['set_epoch'] = sampler.epochs
+            unsharded = data.DataLoader(train_set, Config.batch_size, shuffle=True)
+            Trainer(
+                model,
+                loader=unsharded,
+                loss=loss,
+                learning_schema=LearningSchema.adam(0.01),
+                name='Unsharded',
+            ).train(1)
         tested = Test(model, loader=DataLoader(test_set, 7), metric=loss)()
+        pathlib.Path(f'final_{run.world.rank}.json').write_text(
+            json.dumps(
+                {
+                    'epoch': model.epoch,
+                    'steps': trainer.steps,
+                    'lr': trainer.optimizer.param_groups[0]['lr'],
+                    'terminated': trainer.terminated,
+                    **extra,
+                }
+            )
+        )
         if run.world.rank == 0:
             torch.save(model.module.state_dict(), 'weights.pt')
             pathlib.Path('result.json').write_text(
@@ -167,7 +232,7 @@ def main() -> None:
                         'test': tested,
                         'train': trainer.computed_metrics,
                         'steps': trainer.steps,
-                        'batches': len(loader),
+                        'batches': len(loader),  # type: ignore[arg-type]
                     }
                 )
             )

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 from typing import Any
 
@@ -275,3 +276,75 @@ def test_two_nodes_of_one_process_with_a_c10d_rendezvous(
     assert out['batches'] == 10
     reference = reference_test_metrics(cwd / 'weights.pt')
     assert out['test']['MSE'] == pytest.approx(reference['MSE'], rel=1e-6)
+
+
+def test_early_stopping_and_plateaus_decide_alike_on_every_rank(
+    tmp_path: pathlib.Path,
+) -> None:
+    cwd = work(tmp_path, 'plateau')
+    done = one_node(cwd, JOB_PLATEAU='1', JOB_EPOCHS='30')
+    assert done.returncode == 0, done.stdout[-4000:]
+    finals = [json.loads((cwd / f'final_{rank}.json').read_text()) for rank in (0, 1)]
+    assert finals[0] == finals[1]
+    assert finals[0]['epoch'] < 30 and finals[0]['terminated']  # stopped early
+    assert finals[0]['lr'] < 0.01  # and the plateaus lowered the rate
+
+
+def test_a_hung_rank_fails_the_run_after_the_timeout(
+    tmp_path: pathlib.Path, registry_dir: pathlib.Path
+) -> None:
+    cwd = work(tmp_path, 'hang')
+    # rank 1 sleeps 60 s; rank 0's next collective gives up after 4
+    done = one_node(cwd, JOB_HANG_RANK='1', DRYTORCH_DISTRIBUTED_TIMEOUT='4')
+    assert done.returncode != 0
+    (record,) = records(registry_dir)
+    assert record['status'] == 'failed'
+    assert record['error']
+
+
+def test_a_torch_loader_gets_its_epochs_or_a_warning(tmp_path: pathlib.Path) -> None:
+    cwd = work(tmp_path, 'torch_loader')
+    done = one_node(cwd, JOB_TORCH_LOADER='1')
+    assert done.returncode == 0, done.stdout[-4000:]
+    for rank in (0, 1):
+        final = json.loads((cwd / f'final_{rank}.json').read_text())
+        assert final['set_epoch'] == [1, 2, 3]  # before each epoch, on every rank
+    # the second trainer's loader has no DistributedSampler: said once per rank
+    assert done.stdout.count('has no DistributedSampler') == 2
+
+
+def test_sigterm_to_the_launcher_ends_the_run_failed(
+    tmp_path: pathlib.Path, registry_dir: pathlib.Path
+) -> None:
+    """``scancel`` or a preemption: torchrun gets SIGTERM and forwards it."""
+    cwd = work(tmp_path, 'sigterm')
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--standalone',
+            '--nproc_per_node=2',
+            str(JOB),
+        ],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONUNBUFFERED='1', JOB_HANG_RANK='0'),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (cwd / 'hanging_0').exists():  # rank 0 sleeps in epoch 2
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0
+    (record,) = records(registry_dir)
+    assert record['status'] == 'failed', output[-4000:]
+    assert record['error'].startswith('TerminatedError: terminated by signal 15')

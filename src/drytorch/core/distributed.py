@@ -25,6 +25,7 @@ import datetime
 import gc
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -84,8 +85,6 @@ def current() -> World:
 
 def _group_exists() -> bool:
     # Cheap when torch.distributed was never imported: nothing to ask then.
-    import sys
-
     if 'torch.distributed' not in sys.modules:
         return False
     dist = _dist()

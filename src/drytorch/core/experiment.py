@@ -181,7 +181,7 @@ class Experiment(Generic[ConfigT]):
         process group is initialised here from the launcher's environment if
         the script has not done it, and destroyed when the process exits.
         """
-        distributed.join()
+        distributed.join(settings.get_settings().distributed_timeout)
         world = distributed.current()
         if world.size == 1:
             return self._create_run(run_id, resume, seed, deterministic)

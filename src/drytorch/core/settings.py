@@ -38,6 +38,7 @@ ENV_VARS = {
     'seed': 'DRYTORCH_SEED',
     'deterministic': 'DRYTORCH_DETERMINISTIC',
     'slow_tracker_seconds': 'DRYTORCH_SLOW_TRACKER_SECONDS',
+    'distributed_timeout': 'DRYTORCH_DISTRIBUTED_TIMEOUT',
 }
 _TRUE = {'1', 'true', 'yes', 'on'}
 _FALSE = {'0', 'false', 'no', 'off', ''}
@@ -61,6 +62,10 @@ class Settings:
             otherwise; None when not set (off).
         slow_tracker_seconds: a tracker hook call running longer than this
             gets one ``SlowTrackerWarning`` with its stack; 0 or less: never.
+        distributed_timeout: in a distributed run whose process group
+            DRYTorch initialises, the seconds a collective waits for the
+            other processes before it fails (a rank that hangs then fails the
+            run instead of stalling it); None keeps torch's default (10 min).
         plugin_tables: ``[tool.drytorch.<name>]`` tables, owned by plugins.
         source: the pyproject.toml the settings came from, if any.
     """
@@ -76,6 +81,7 @@ class Settings:
     seed: int | None = None
     deterministic: bool | None = None
     slow_tracker_seconds: float = 60.0
+    distributed_timeout: float | None = None
     plugin_tables: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
@@ -195,6 +201,15 @@ def _convert(key: str, value: Any, base: pathlib.Path, origin: str) -> Any:
             raise exceptions.SettingsError(f'{origin}: {err}') from None
     if key == 'slow_tracker_seconds':
         return _seconds(value, f'{origin}: {key}')
+    if key == 'distributed_timeout':
+        if isinstance(value, str) and not value.strip():
+            return None
+        seconds = _seconds(value, f'{origin}: {key}')
+        if seconds <= 0:
+            raise exceptions.SettingsError(
+                f'{origin}: {key} must be a positive number of seconds, got {value!r}.'
+            )
+        return seconds
     raise AssertionError(key)  # pragma: no cover - every known key is handled
 
 

@@ -242,6 +242,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
             ModuleNotRegisteredError: the model belongs to another run.
         """
         self._check_run()
+        _check_sharding(self.loader)
         host = get_host()
         name = self.model.name
         if self._keep_termination:  # the checkpoint's run had stopped there
@@ -521,6 +522,24 @@ class Trainer(ModelRunner[Input, Target, Output]):
 
 
 _T = TypeVar('_T')
+
+
+def _check_sharding(loader: object) -> None:
+    """Warn when every process of a distributed run would train on all the data."""
+    if distributed.current().size == 1:
+        return
+    from torch.utils import data
+
+    if isinstance(loader, data.DataLoader) and not isinstance(
+        loader.sampler, data.DistributedSampler
+    ):
+        warnings.warn(
+            'This torch DataLoader has no DistributedSampler: every process of the '
+            'distributed run trains on the whole dataset. Use drytorch.DataLoader, '
+            'which shards by itself, or give the loader a DistributedSampler.',
+            exceptions.DryTorchWarning,
+            stacklevel=3,
+        )
 
 
 def _from_rank_zero(answer: Callable[[], _T]) -> _T:
