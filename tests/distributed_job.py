@@ -13,6 +13,9 @@ on disk and with single-process numbers. Environment variables steer it:
     JOB_HANG_RANK  this rank sleeps for a minute in epoch 2 (a hung process)
     JOB_PLATEAU    early stopping and LR-on-plateau, which must stop every
                    rank at the same epoch, with the same rates
+    JOB_OWN_GROUP  the script initialises the process group itself
+    JOB_AGAIN_UNTIL  after the run stops, resume it in the same process and
+                   train until this epoch
     JOB_TORCH_LOADER  train from a torch DataLoader with a DistributedSampler,
                    then one more epoch from one without
 
@@ -27,6 +30,7 @@ import os
 import pathlib
 import signal
 import time
+import tomllib
 
 import torch
 from torch import nn
@@ -98,7 +102,12 @@ class EpochSampler(data.DistributedSampler[int]):
 
 
 class Killer(drytorch.Tracker):
-    """SIGKILLs the job's process group at its N-th checkpoint save."""
+    """SIGKILLs the whole job at its N-th checkpoint save: workers and torchrun.
+
+    torchrun starts each worker in a session of its own, so one signal to a
+    process group cannot reach them all: the workers' pids come from the
+    run's record, torchrun is the parent.
+    """
 
     def __init__(self, at: int) -> None:
         super().__init__()
@@ -106,10 +115,15 @@ class Killer(drytorch.Tracker):
         self.saves = 0
 
     @drytorch.hookimpl
-    def on_checkpoint_save(self, event: object) -> None:
+    def on_checkpoint_save(self, event: object, run: drytorch.RunView) -> None:
         self.saves += 1
-        if self.saves == self.at:
-            os.killpg(os.getpgid(0), signal.SIGKILL)
+        if self.saves != self.at:
+            return
+        record = tomllib.loads(run.record_path.read_text())
+        workers = [entry['pid'] for entry in record['sessions'][-1]['processes']]
+        for pid in [os.getppid(), *(p for p in workers if p != os.getpid())]:
+            os.kill(pid, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class RankWitness(drytorch.Tracker):
@@ -136,6 +150,8 @@ def shards() -> dict[str, list[int]]:
 
 
 def main() -> None:
+    if os.environ.get('JOB_OWN_GROUP'):  # the script's own group: used as it is
+        torch.distributed.init_process_group('gloo')
     config = Config(dropout=float(os.environ.get('JOB_DROPOUT', '0')))
     epochs = int(os.environ.get('JOB_EPOCHS', '3'))  # not in the config: resumable
     experiment = Job(config, name='job', par_dir=pathlib.Path('outputs'))
@@ -149,93 +165,105 @@ def main() -> None:
     else:
         run = experiment.create_run(resume='unfinished', seed=7)
     with run:
-        shard_file = pathlib.Path(f'shard_{run.world.rank}.json')
-        shard_file.write_text(json.dumps(shards()))
-        train_set, test_set = datasets()
-        loader: object = DataLoader(train_set, Config.batch_size, seed=11)
-        torch_loader = os.environ.get('JOB_TORCH_LOADER')
-        if torch_loader:
-            sampler = EpochSampler(train_set)
-            loader = data.DataLoader(
-                train_set, Config.batch_size, sampler=sampler, drop_last=True
-            )
-        model = Model(network(config.dropout), device='cpu')
-        loss = Loss(squared_error, name='MSE') | Metric(
-            absolute_error, name='MAE', higher_is_better=False
+        session(run, config, epochs)
+    again = os.environ.get('JOB_AGAIN_UNTIL')
+    if again:  # a second session in this process, in the same process group
+        with experiment.create_run(run.id, resume=True) as resumed:
+            session(resumed, config, int(again))
+
+
+def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
+    """Train, validate and test in the active run; rank 0 writes result.json."""
+    shard_file = pathlib.Path(f'shard_{run.world.rank}.json')
+    shard_file.write_text(json.dumps(shards()))
+    train_set, test_set = datasets()
+    loader: object = DataLoader(train_set, Config.batch_size, seed=11)
+    torch_loader = os.environ.get('JOB_TORCH_LOADER')
+    if torch_loader:
+        sampler = EpochSampler(train_set)
+        loader = data.DataLoader(
+            train_set, Config.batch_size, sampler=sampler, drop_last=True
         )
-        trainer = Trainer(
+    options = {'find_unused_parameters': True} if torch_loader else None
+    model = Model(network(config.dropout), device='cpu', distributed_options=options)
+    loss = Loss(squared_error, name='MSE') | Metric(
+        absolute_error, name='MAE', higher_is_better=False
+    )
+    trainer = Trainer(
+        model,
+        loader=loader,
+        loss=loss,
+        learning_schema=LearningSchema.adam(0.01),
+    )
+    trainer.add_validation(DataLoader(test_set, 5))
+    trainer.checkpoint_every(steps=3)
+    fail_rank = os.environ.get('JOB_FAIL_RANK')
+    if fail_rank is not None and int(fail_rank) == run.world.rank:
+
+        def fail(instance: Trainer) -> None:
+            if instance.model.epoch == 2:
+                raise ValueError(f'rank {run.world.rank} failed on purpose')
+
+        trainer.post_epoch_hooks.register(fail)
+    hang_rank = os.environ.get('JOB_HANG_RANK')
+    if hang_rank is not None and int(hang_rank) == run.world.rank:
+
+        def hang(instance: Trainer) -> None:
+            if instance.model.epoch == 2:
+                pathlib.Path(f'hanging_{run.world.rank}').touch()
+                time.sleep(60)
+
+        trainer.post_epoch_hooks.register(hang)
+    if os.environ.get('JOB_PLATEAU'):
+        trainer.post_epoch_hooks.register(
+            hooks.ReduceLROnPlateau(min_delta=0.03, patience=0, factor=0.5)
+        )
+        trainer.post_epoch_hooks.register(
+            hooks.EarlyStoppingCallback(min_delta=0.02, patience=1)
+        )
+    trainer.resume()
+    trainer.train_until(epochs)
+    extra: dict[str, object] = {}
+    if torch_loader:
+        extra['set_epoch'] = sampler.epochs
+        extra['find_unused'] = model.distributed.find_unused_parameters  # type: ignore[union-attr]
+        unsharded = data.DataLoader(train_set, Config.batch_size, shuffle=True)
+        Trainer(
             model,
-            loader=loader,
+            loader=unsharded,
             loss=loss,
             learning_schema=LearningSchema.adam(0.01),
+            name='Unsharded',
+        ).train(1)
+    tested = Test(model, loader=DataLoader(test_set, 7), metric=loss)()
+    pathlib.Path(f'final_{run.world.rank}.json').write_text(
+        json.dumps(
+            {
+                'epoch': model.epoch,
+                'steps': trainer.steps,
+                'lr': trainer.optimizer.param_groups[0]['lr'],
+                'terminated': trainer.terminated,
+                'world': list(distributed.current()),
+                **extra,
+            }
         )
-        trainer.add_validation(DataLoader(test_set, 5))
-        trainer.checkpoint_every(steps=3)
-        fail_rank = os.environ.get('JOB_FAIL_RANK')
-        if fail_rank is not None and int(fail_rank) == run.world.rank:
-
-            def fail(instance: Trainer) -> None:
-                if instance.model.epoch == 2:
-                    raise ValueError(f'rank {run.world.rank} failed on purpose')
-
-            trainer.post_epoch_hooks.register(fail)
-        hang_rank = os.environ.get('JOB_HANG_RANK')
-        if hang_rank is not None and int(hang_rank) == run.world.rank:
-
-            def hang(instance: Trainer) -> None:
-                if instance.model.epoch == 2:
-                    pathlib.Path(f'hanging_{run.world.rank}').touch()
-                    time.sleep(60)
-
-            trainer.post_epoch_hooks.register(hang)
-        if os.environ.get('JOB_PLATEAU'):
-            trainer.post_epoch_hooks.register(
-                hooks.ReduceLROnPlateau(min_delta=0.03, patience=0, factor=0.5)
-            )
-            trainer.post_epoch_hooks.register(
-                hooks.EarlyStoppingCallback(min_delta=0.02, patience=1)
-            )
-        trainer.resume()
-        trainer.train_until(epochs)
-        extra: dict[str, object] = {}
-        if torch_loader:
-            extra['set_epoch'] = sampler.epochs
-            unsharded = data.DataLoader(train_set, Config.batch_size, shuffle=True)
-            Trainer(
-                model,
-                loader=unsharded,
-                loss=loss,
-                learning_schema=LearningSchema.adam(0.01),
-                name='Unsharded',
-            ).train(1)
-        tested = Test(model, loader=DataLoader(test_set, 7), metric=loss)()
-        pathlib.Path(f'final_{run.world.rank}.json').write_text(
+    )
+    if run.world.rank == 0:
+        torch.save(model.module.state_dict(), 'weights.pt')
+        pathlib.Path('result.json').write_text(
             json.dumps(
                 {
-                    'epoch': model.epoch,
+                    'id': run.id,
+                    'world_size': run.world.size,
+                    'group': distributed.current().size,
+                    'validation': trainer.validation.computed_metrics,  # type: ignore[union-attr]
+                    'test': tested,
+                    'train': trainer.computed_metrics,
                     'steps': trainer.steps,
-                    'lr': trainer.optimizer.param_groups[0]['lr'],
-                    'terminated': trainer.terminated,
-                    **extra,
+                    'batches': len(loader),  # type: ignore[arg-type]
                 }
             )
         )
-        if run.world.rank == 0:
-            torch.save(model.module.state_dict(), 'weights.pt')
-            pathlib.Path('result.json').write_text(
-                json.dumps(
-                    {
-                        'id': run.id,
-                        'world_size': run.world.size,
-                        'group': distributed.current().size,
-                        'validation': trainer.validation.computed_metrics,  # type: ignore[union-attr]
-                        'test': tested,
-                        'train': trainer.computed_metrics,
-                        'steps': trainer.steps,
-                        'batches': len(loader),  # type: ignore[arg-type]
-                    }
-                )
-            )
 
 
 if __name__ == '__main__':

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import torch
 
+from drytorch import testing
 from tests import distributed_job as job
 
 JOB = pathlib.Path(job.__file__)
@@ -37,31 +38,9 @@ def free_port() -> int:
         return port
 
 
-def torchrun(
-    cwd: pathlib.Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Launch the job under torchrun, in its own process group, with a timeout."""
-    command = [sys.executable, '-m', 'torch.distributed.run', *args, str(JOB)]
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # the job may SIGKILL its whole group
-    )
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f'the job did not end within {TIMEOUT} s:\n{output[-4000:]}')
-    return subprocess.CompletedProcess(command, process.returncode, output, '')
-
-
 def one_node(cwd: pathlib.Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return torchrun(cwd, '--standalone', '--nproc_per_node=2', env=env)
+    """Run the job on 2 processes; a job past ``TIMEOUT`` is killed (and fails)."""
+    return testing.torchrun(JOB, cwd=cwd, env=env, timeout=TIMEOUT)
 
 
 def plain(cwd: pathlib.Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -214,13 +193,16 @@ def test_both_ranks_resume_an_explicit_id(
     tmp_path: pathlib.Path, registry_dir: pathlib.Path
 ) -> None:
     cwd = work(tmp_path, 'fixed')
-    for epochs in ('1', '2'):
-        done = one_node(cwd, JOB_RUN_ID='fixed', JOB_EPOCHS=epochs)
-        assert done.returncode == 0, done.stdout[-4000:]
+    done = one_node(cwd, JOB_RUN_ID='fixed', JOB_EPOCHS='1')
+    assert done.returncode == 0, done.stdout[-4000:]
+    # the second launch resumes it twice: once at its start, once more in
+    # the same processes, which keep their process group
+    done = one_node(cwd, JOB_RUN_ID='fixed', JOB_EPOCHS='2', JOB_AGAIN_UNTIL='3')
+    assert done.returncode == 0, done.stdout[-4000:]
     (record,) = records(registry_dir)
     assert record['id'] == 'fixed' and record['status'] == 'completed'
-    assert [len(s['processes']) for s in record['sessions']] == [2, 2]
-    assert result(cwd)['steps'] == 20
+    assert [len(s['processes']) for s in record['sessions']] == [2, 2, 2]
+    assert result(cwd)['steps'] == 30
 
 
 @pytest.mark.parametrize('rank', [0, 1])
@@ -251,24 +233,14 @@ def test_two_nodes_of_one_process_with_a_c10d_rendezvous(
         f'--rdzv_endpoint={endpoint}',
         '--rdzv_id=two-nodes',
     )
-    command = [sys.executable, '-m', 'torch.distributed.run', *args, str(JOB)]
-    nodes = [
-        subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=dict(os.environ, PYTHONUNBUFFERED='1'),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    nodes = [testing.start_torchrun(JOB, launcher_args=args, cwd=cwd) for _ in range(2)]
     try:
-        outputs = [node.communicate(timeout=TIMEOUT)[0] for node in nodes]
+        done = [testing.wait_torchrun(node, TIMEOUT) for node in nodes]
     finally:
         for node in nodes:
             if node.poll() is None:
-                node.kill()
+                testing.stop_torchrun(node)
+    outputs = [finished.stdout[-4000:] for finished in done]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     (record,) = records(registry_dir)
     assert record['status'] == 'completed' and record['world_size'] == 2
@@ -282,10 +254,12 @@ def test_early_stopping_and_plateaus_decide_alike_on_every_rank(
     tmp_path: pathlib.Path,
 ) -> None:
     cwd = work(tmp_path, 'plateau')
-    done = one_node(cwd, JOB_PLATEAU='1', JOB_EPOCHS='30')
+    # and with a process group the script initialised itself
+    done = one_node(cwd, JOB_PLATEAU='1', JOB_EPOCHS='30', JOB_OWN_GROUP='1')
     assert done.returncode == 0, done.stdout[-4000:]
     finals = [json.loads((cwd / f'final_{rank}.json').read_text()) for rank in (0, 1)]
-    assert finals[0] == finals[1]
+    assert finals[0] == {**finals[1], 'world': [0, 2]}
+    assert finals[1]['world'] == [1, 2]
     assert finals[0]['epoch'] < 30 and finals[0]['terminated']  # stopped early
     assert finals[0]['lr'] < 0.01  # and the plateaus lowered the rate
 
@@ -309,6 +283,7 @@ def test_a_torch_loader_gets_its_epochs_or_a_warning(tmp_path: pathlib.Path) -> 
     for rank in (0, 1):
         final = json.loads((cwd / f'final_{rank}.json').read_text())
         assert final['set_epoch'] == [1, 2, 3]  # before each epoch, on every rank
+        assert final['find_unused'] is True  # Model's distributed_options
     # the second trainer's loader has no DistributedSampler: said once per rank
     assert done.stdout.count('has no DistributedSampler') == 2
 
@@ -318,33 +293,51 @@ def test_sigterm_to_the_launcher_ends_the_run_failed(
 ) -> None:
     """``scancel`` or a preemption: torchrun gets SIGTERM and forwards it."""
     cwd = work(tmp_path, 'sigterm')
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            '-m',
-            'torch.distributed.run',
-            '--standalone',
-            '--nproc_per_node=2',
-            str(JOB),
-        ],
-        cwd=cwd,
-        env=dict(os.environ, PYTHONUNBUFFERED='1', JOB_HANG_RANK='0'),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = testing.start_torchrun(JOB, cwd=cwd, env={'JOB_HANG_RANK': '0'})
     try:
         deadline = time.monotonic() + TIMEOUT
         while not (cwd / 'hanging_0').exists():  # rank 0 sleeps in epoch 2
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=TIMEOUT)
+        output = testing.wait_torchrun(process, TIMEOUT).stdout
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+            testing.stop_torchrun(process)
     assert process.returncode != 0
     (record,) = records(registry_dir)
     assert record['status'] == 'failed', output[-4000:]
     assert record['error'].startswith('TerminatedError: terminated by signal 15')
+
+
+def test_a_job_past_its_timeout_is_killed_workers_included(
+    tmp_path: pathlib.Path,
+) -> None:
+    script = tmp_path / 'sleeper.py'
+    script.write_text(
+        'import os, pathlib, time\n'
+        'pathlib.Path(f\'pid_{os.environ["RANK"]}\').write_text(str(os.getpid()))\n'
+        'time.sleep(600)\n'
+    )
+    process = testing.start_torchrun(script, cwd=tmp_path)
+    deadline = time.monotonic() + TIMEOUT
+    while len(list(tmp_path.glob('pid_*'))) < 2:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    with pytest.raises(TimeoutError, match='did not end within 1 s'):
+        testing.wait_torchrun(process, timeout=1)
+    assert process.poll() is not None
+    for path in tmp_path.glob('pid_*'):
+        pid = int(path.read_text())
+        deadline = time.monotonic() + 30
+        while pathlib.Path(f'/proc/{pid}').exists() and _running(pid):
+            assert time.monotonic() < deadline, f'worker {pid} still runs'
+            time.sleep(0.2)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent does not)."""
+    try:
+        return pathlib.Path(f'/proc/{pid}/stat').read_text().split(') ')[1][0] != 'Z'
+    except (OSError, IndexError):
+        return False

@@ -10,6 +10,10 @@ another test. ``HookRecorder`` is a plugin that records every tracking event::
             host.register(recorder, 'recorder')
             ...
             assert recorder.names() == ['on_run_start', 'on_run_stop']
+
+``torchrun`` launches a script on several processes, as users do, with a
+timeout after which the whole job is killed, so a test of a distributed run
+fails instead of hanging.
 """
 
 from __future__ import annotations
@@ -17,13 +21,23 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from drytorch import hookimpl
 from drytorch.core import plugins, scope, settings, tracking
 
-__all__ = ['HookRecorder', 'isolated']
+__all__ = [
+    'HookRecorder',
+    'isolated',
+    'start_torchrun',
+    'stop_torchrun',
+    'torchrun',
+    'wait_torchrun',
+]
 
 
 @contextlib.contextmanager
@@ -98,3 +112,123 @@ def _recording(hook_name: str) -> Any:
 
 for _hook_name in sorted(plugins.TRACKING_HOOKS):
     setattr(HookRecorder, _hook_name, _recording(_hook_name))
+
+
+ONE_NODE = ('--standalone', '--nproc_per_node=2')
+"""torchrun's arguments for 2 processes on this machine."""
+
+
+def start_torchrun(
+    script: str | os.PathLike[str],
+    *script_args: str,
+    launcher_args: Sequence[str] = ONE_NODE,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    capture: bool = True,
+) -> subprocess.Popen[str]:
+    """Start ``python -m torch.distributed.run <launcher_args> script ...``.
+
+    Args:
+        script: the script every process runs.
+        script_args: its arguments.
+        launcher_args: torchrun's (default: 2 processes, ``--standalone``).
+        cwd: the working directory.
+        env: variables added to this process's environment.
+        capture: collect stdout and stderr together (else they pass through).
+    """
+    command = [
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        *launcher_args,
+        os.fspath(script),
+        *script_args,
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})},
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.STDOUT if capture else None,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop_torchrun(process: subprocess.Popen[str], grace: float = 10.0) -> None:
+    """Stop a torchrun job: SIGTERM, then SIGKILL to torchrun and its workers.
+
+    torchrun starts each worker in a session of its own, so a signal to
+    torchrun's process group does not reach them: they are found as
+    torchrun's descendants (in ``/proc``, on Linux) before it is signalled.
+    """
+    workers = _descendants(process.pid)
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)  # torchrun stops its workers
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_torchrun(
+    process: subprocess.Popen[str], timeout: float = 180.0
+) -> subprocess.CompletedProcess[str]:
+    """Wait for a job from ``start_torchrun``; its output, and its exit status.
+
+    Raises:
+        TimeoutError: the job ran past ``timeout`` seconds; it was stopped,
+            and the message ends with the tail of its output.
+    """
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_torchrun(process)
+        output, _ = process.communicate()
+        raise TimeoutError(
+            f'The torchrun job did not end within {timeout:g} s and was killed. '
+            f'Its output ended with:\n{(output or "")[-4000:]}'
+        ) from None
+    return subprocess.CompletedProcess(process.args, process.returncode, output, '')
+
+
+def torchrun(
+    script: str | os.PathLike[str],
+    *script_args: str,
+    launcher_args: Sequence[str] = ONE_NODE,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 180.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` under torchrun to the end; see ``start_torchrun``.
+
+    Raises:
+        TimeoutError: the job ran past ``timeout`` seconds (it was killed).
+    """
+    process = start_torchrun(
+        script, *script_args, launcher_args=launcher_args, cwd=cwd, env=env
+    )
+    return wait_torchrun(process, timeout)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Return the pids of ``pid``'s descendants, read from ``/proc`` (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in pathlib.Path('/proc').glob('[0-9]*'):
+        try:
+            stat = (entry / 'stat').read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(')') + 2 :].split()  # after "pid (name)"
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found

@@ -202,16 +202,22 @@ class Experiment(Generic[ConfigT]):
                     f'{self.name!r}: {answer}'
                 )
             run_id, recorded, seed, deterministic, record = answer
-            run = Run(
-                self,
-                run_id,
-                record,
-                recorded=recorded,
-                seed=seed,
-                deterministic=deterministic,
-                world=world,
-            )
-            self._runs[run_id] = run
+            known = self._runs.get(run_id)
+            if known is None or known.is_active:
+                run = Run(
+                    self,
+                    run_id,
+                    record,
+                    recorded=recorded,
+                    seed=seed,
+                    deterministic=deterministic,
+                    world=world,
+                )
+                self._runs[run_id] = run
+            else:  # resumed in this process: the same object, as on rank 0
+                run = known
+                run._record, run._recorded = record, recorded
+                run._seed, run._deterministic = seed, deterministic
         run.world = world
         return run
 

@@ -174,11 +174,12 @@ class Run(Generic[ConfigT]):
             {'rank': world.rank, 'host': registry.this_host(), 'pid': os.getpid()}
         )
         if world.rank > 0:
-            failure = distributed.broadcast(None)
-            if failure is not None:
+            answer = distributed.broadcast(None)
+            if isinstance(answer, str):
                 raise exceptions.DistributedError(
-                    f'Rank 0 could not start {self!r}: {failure}'
+                    f'Rank 0 could not start {self!r}: {answer}'
                 )
+            self._seed = answer  # the recorded seed, which rank 0 just read
             self._start_replica()
         else:
             try:
@@ -186,7 +187,7 @@ class Run(Generic[ConfigT]):
             except BaseException as err:
                 distributed.broadcast(f'{type(err).__name__}: {err}')
                 raise
-            distributed.broadcast(None)
+            distributed.broadcast(self._seed)
         self._restore_signal = distributed.raise_on_sigterm()
         return self
 

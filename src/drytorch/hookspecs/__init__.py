@@ -8,7 +8,10 @@ implementation raises:
   ``drytorch.RunView``; an implementation declares either or both arguments.
   They return nothing. An implementation that raises is reported once (a
   ``TrackerFailureWarning`` naming the plugin and the hook) and
-  unsubscribed; the run and the other implementations go on.
+  unsubscribed; the run and the other implementations go on. In a
+  distributed run they fire on rank 0 only, unless the plugin has an
+  ``all_ranks`` attribute set to ``True``; ``run.rank`` and
+  ``run.world_size`` say where they fire.
 * **validation** hooks (``validate_*``) may refuse an operation by raising; the
   error stops the operation and reaches the user unchanged.
 * **query** hooks answer a question (``get_config``, ``default_trackers``,

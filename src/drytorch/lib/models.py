@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -47,6 +48,9 @@ class Model(Generic[Input, Output]):
             processes at every step. ``module`` stays the user's module, so
             checkpoints hold its plain state dict; evaluation (no gradients)
             calls it directly, with no communication per batch.
+        distributed_options: keyword arguments for ``DistributedDataParallel``
+            (``find_unused_parameters``, ``static_graph``,
+            ``broadcast_buffers``, ...); the device is chosen already.
 
     Attributes:
         epoch: the number of training epochs completed; checkpoints restore it.
@@ -66,6 +70,7 @@ class Model(Generic[Input, Output]):
         *,
         mixed_precision: bool = False,
         should_distribute: bool = True,
+        distributed_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f'Model wraps a torch.nn.Module, got {type(module)!r}.')
@@ -78,7 +83,9 @@ class Model(Generic[Input, Output]):
         self.module.to(self.device)
         self.distributed: nn.Module | None = None
         if should_distribute and distributed.current().size > 1:
-            self.distributed = _wrap(self.module, self.device)
+            self.distributed = _wrap(
+                self.module, self.device, dict(distributed_options or {})
+            )
 
     def __call__(self, inputs: Input) -> Output:
         """Run the module on ``inputs`` (under autocast with mixed precision)."""
@@ -97,7 +104,9 @@ class Model(Generic[Input, Output]):
         return f'{type(self).__name__}(name={self.name!r}, device={self.device})'
 
 
-def _wrap(module: nn.Module, device: torch.device) -> nn.Module | None:
+def _wrap(
+    module: nn.Module, device: torch.device, options: dict[str, Any]
+) -> nn.Module | None:
     """Return ``module`` in ``DistributedDataParallel`` (``None``: nothing to train)."""
     if not any(parameter.requires_grad for parameter in module.parameters()):
         return None  # DDP refuses a module without trainable parameters
@@ -107,5 +116,5 @@ def _wrap(module: nn.Module, device: torch.device) -> nn.Module | None:
         index = (
             device.index if device.index is not None else torch.cuda.current_device()
         )
-        return DistributedDataParallel(module, device_ids=[index])
-    return DistributedDataParallel(module)
+        options.setdefault('device_ids', [index])
+    return DistributedDataParallel(module, **options)
