@@ -13,7 +13,9 @@ on disk and with single-process numbers. Environment variables steer it:
     JOB_HANG_RANK  this rank sleeps for a minute in epoch 2 (a hung process)
     JOB_PLATEAU    early stopping and LR-on-plateau, which must stop every
                    rank at the same epoch, with the same rates
-    JOB_OWN_GROUP  the script initialises the process group itself
+    JOB_OWN_GROUP  the script initialises the process group itself (with
+                   JOB_GROUP_TIMEOUT seconds; and with JOB_RANK0_ONLY, only
+                   rank 0 goes on to create the run: a mistake)
     JOB_AGAIN_UNTIL  after the run stops, resume it in the same process and
                    train until this epoch
     JOB_TORCH_LOADER  train from a torch DataLoader with a DistributedSampler,
@@ -25,6 +27,7 @@ Every rank writes ``final_<rank>.json``: its epoch, steps and learning rate.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
@@ -151,7 +154,13 @@ def shards() -> dict[str, list[int]]:
 
 def main() -> None:
     if os.environ.get('JOB_OWN_GROUP'):  # the script's own group: used as it is
-        torch.distributed.init_process_group('gloo')
+        seconds = float(os.environ.get('JOB_GROUP_TIMEOUT', '600'))
+        torch.distributed.init_process_group(
+            'gloo', timeout=datetime.timedelta(seconds=seconds)
+        )
+        if os.environ.get('JOB_RANK0_ONLY') and distributed.current().rank > 0:
+            time.sleep(60)  # the mistake: only rank 0 creates the run
+            return
     config = Config(dropout=float(os.environ.get('JOB_DROPOUT', '0')))
     epochs = int(os.environ.get('JOB_EPOCHS', '3'))  # not in the config: resumable
     experiment = Job(config, name='job', par_dir=pathlib.Path('outputs'))

@@ -310,6 +310,17 @@ def test_sigterm_to_the_launcher_ends_the_run_failed(
     assert record['error'].startswith('TerminatedError: terminated by signal 15')
 
 
+def test_a_run_created_on_rank_0_alone_fails_with_the_fix(
+    tmp_path: pathlib.Path,
+) -> None:
+    cwd = work(tmp_path, 'rank0')
+    env = {'JOB_OWN_GROUP': '1', 'JOB_RANK0_ONLY': '1', 'JOB_GROUP_TIMEOUT': '4'}
+    done = one_node(cwd, **env)
+    assert done.returncode != 0
+    assert 'did not all reach create_run()' in done.stdout
+    assert 'do not guard it with "if rank == 0"' in done.stdout
+
+
 def test_a_job_past_its_timeout_is_killed_workers_included(
     tmp_path: pathlib.Path,
 ) -> None:

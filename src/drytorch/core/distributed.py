@@ -21,16 +21,17 @@ here.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import gc
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from drytorch.core.exceptions import TerminatedError
+from drytorch.core.exceptions import DistributedError, TerminatedError
 
 if TYPE_CHECKING:
     import torch
@@ -162,19 +163,46 @@ def leave() -> None:
         _dist().destroy_process_group()
 
 
-def broadcast(value: Any) -> Any:
-    """Return rank 0's ``value`` on every rank (any picklable object)."""
+def broadcast(value: Any, step: str = '') -> Any:
+    """Return rank 0's ``value`` on every rank (any picklable object).
+
+    Raises:
+        DistributedError: ``step`` (say, ``'create_run()'``) names a call every
+            process must make, and the collective failed: some process did not
+            make it, or died.
+    """
     box = [value]
-    _dist().broadcast_object_list(box, src=0)
+    with _agreeing(step):
+        _dist().broadcast_object_list(box, src=0)
     return box[0]
 
 
-def gather(value: Any) -> list[Any]:
-    """Return every rank's ``value``, in rank order, on every rank."""
+def gather(value: Any, step: str = '') -> list[Any]:
+    """Return every rank's ``value``, in rank order, on every rank.
+
+    Raises:
+        DistributedError: as for ``broadcast``.
+    """
     dist = _dist()
     found: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(found, value)
+    with _agreeing(step):
+        dist.all_gather_object(found, value)
     return found
+
+
+@contextlib.contextmanager
+def _agreeing(step: str) -> Iterator[None]:
+    """Explain a failed collective of ``step``, which every process must reach."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not step:
+            raise
+        raise DistributedError(
+            f'The processes of the run did not all reach {step}: {err}. Every '
+            f'process must call {step}, in the same order; do not guard it with '
+            '"if rank == 0" (DRYTorch writes on rank 0 only by itself).'
+        ) from err
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> None:

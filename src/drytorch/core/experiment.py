@@ -40,6 +40,7 @@ ConfigT = TypeVar('ConfigT')
 _LOGGER = logging.getLogger('drytorch')
 _UNFINISHED = ('crashed', 'failed', 'created')
 RECORD_VERSION = 1
+_STEP = 'create_run()'  # what every process of a distributed run calls
 
 
 class Experiment(Generic[ConfigT]):
@@ -189,13 +190,14 @@ class Experiment(Generic[ConfigT]):
             try:
                 run = self._create_run(run_id, resume, seed, deterministic)
             except BaseException as err:
-                distributed.broadcast(f'{type(err).__name__}: {err}')
+                distributed.broadcast(f'{type(err).__name__}: {err}', _STEP)
                 raise
             distributed.broadcast(
-                (run.id, run._recorded, run.seed, run.deterministic, dict(run.record))
+                (run.id, run._recorded, run.seed, run.deterministic, dict(run.record)),
+                _STEP,
             )
         else:
-            answer = distributed.broadcast(None)
+            answer = distributed.broadcast(None, _STEP)
             if isinstance(answer, str):
                 raise exceptions.DistributedError(
                     f'Rank 0 could not create the run of experiment '

@@ -170,11 +170,13 @@ class Run(Generic[ConfigT]):
         if world.size == 1:
             return self._start()
         # every rank: the hosts and pids go into rank 0's record
+        step = 'the start of the run (run.start(), or "with run:")'
         processes = distributed.gather(
-            {'rank': world.rank, 'host': registry.this_host(), 'pid': os.getpid()}
+            {'rank': world.rank, 'host': registry.this_host(), 'pid': os.getpid()},
+            step,
         )
         if world.rank > 0:
-            answer = distributed.broadcast(None)
+            answer = distributed.broadcast(None, step)
             if isinstance(answer, str):
                 raise exceptions.DistributedError(
                     f'Rank 0 could not start {self!r}: {answer}'
@@ -185,9 +187,9 @@ class Run(Generic[ConfigT]):
             try:
                 self._start(processes)
             except BaseException as err:
-                distributed.broadcast(f'{type(err).__name__}: {err}')
+                distributed.broadcast(f'{type(err).__name__}: {err}', step)
                 raise
-            distributed.broadcast(self._seed)
+            distributed.broadcast(self._seed, step)
         self._restore_signal = distributed.raise_on_sigterm()
         return self
 
