@@ -13,6 +13,7 @@ on disk and with single-process numbers. Environment variables steer it:
     JOB_HANG_RANK  this rank sleeps for a minute in epoch 2 (a hung process)
     JOB_PLATEAU    early stopping and LR-on-plateau, which must stop every
                    rank at the same epoch, with the same rates
+    JOB_ACCUMULATE accumulate the gradients of this many batches per step
     JOB_OWN_GROUP  the script initialises the process group itself (with
                    JOB_GROUP_TIMEOUT seconds; and with JOB_RANK0_ONLY, only
                    rank 0 goes on to create the run: a mistake)
@@ -37,6 +38,7 @@ import tomllib
 
 import torch
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.utils import data
 
 import drytorch
@@ -203,7 +205,16 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
         loader=loader,
         loss=loss,
         learning_schema=LearningSchema.adam(0.01),
+        accumulate_grad_batches=int(os.environ.get('JOB_ACCUMULATE', '1')),
     )
+    syncs = [0]  # gradient all-reduces, counted by a DDP communication hook
+
+    def counting(state, bucket):  # type: ignore[no-untyped-def]  # DDP reads them
+        syncs[0] += 1
+        return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
+
+    if model.distributed is not None:
+        model.distributed.register_comm_hook(None, counting)  # type: ignore[operator]
     trainer.add_validation(DataLoader(test_set, 5))
     trainer.checkpoint_every(steps=3)
     fail_rank = os.environ.get('JOB_FAIL_RANK')
@@ -253,6 +264,7 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
                 'lr': trainer.optimizer.param_groups[0]['lr'],
                 'terminated': trainer.terminated,
                 'world': list(distributed.current()),
+                'syncs': syncs[0],
                 **extra,
             }
         )

@@ -264,6 +264,16 @@ def test_early_stopping_and_plateaus_decide_alike_on_every_rank(
     assert finals[0]['lr'] < 0.01  # and the plateaus lowered the rate
 
 
+def test_accumulation_synchronises_once_per_window(tmp_path: pathlib.Path) -> None:
+    cwd = work(tmp_path, 'accumulate')
+    done = one_node(cwd, JOB_ACCUMULATE='3')
+    assert done.returncode == 0, done.stdout[-4000:]
+    finals = [json.loads((cwd / f'final_{rank}.json').read_text()) for rank in (0, 1)]
+    # 10 batches an epoch in windows of 3, 3, 3, 1: 4 steps, 4 gradient syncs
+    for final in finals:
+        assert final['steps'] == 12 and final['syncs'] == 12
+
+
 def test_a_hung_rank_fails_the_run_after_the_timeout(
     tmp_path: pathlib.Path, registry_dir: pathlib.Path
 ) -> None:

@@ -132,6 +132,7 @@ class Resumed:
     batch: int  # batches of the epoch already trained
     loader: Any  # the loader's state at the start of the epoch
     discard: int  # batches to drop from a loader that cannot skip them
+    window: int = 0  # batches whose accumulated gradients were restored
 
 
 class Checkpointer:
@@ -196,10 +197,17 @@ class Checkpointer:
         In a distributed run every process sends its own to rank 0, which
         saves them all under ``processes``; each resumes from its own.
         """
-        return {
+        state: dict[str, Any] = {
             'rng': rng.get_states(seed=_run_seed()),
             'objective': trainer.loss.state_dict() if batch else None,
         }
+        if trainer._window:  # inside an accumulation window: its gradients
+            state['window'] = [trainer._window, trainer._window_size]
+            state['gradients'] = [
+                None if p.grad is None else p.grad.detach().cpu().clone()
+                for p in trainer._params
+            ]
+        return state
 
     def state(
         self,
@@ -245,6 +253,7 @@ class Checkpointer:
             'terminated': trainer._terminated,
             'ranks': [[e, b, rank] for (e, b), rank in sorted(self.ranks.items())],
             **({'processes': list(processes)} if processes else {}),
+            **{key: own[key] for key in ('window', 'gradients') if key in own},
         }
 
     def restore(
@@ -313,8 +322,11 @@ class Checkpointer:
                 loader.load_sampler_state(loader_state)
         else:
             discard = batch  # the loader cannot skip: drop its first batches
+        trainer.optimizer.zero_grad(set_to_none=True)  # no stale window
+        trainer._window = 0
+        window = _restore_window(trainer, location, own) if batch else 0
         if batch:
-            trainer._resumed = Resumed(batch, loader_state, discard)
+            trainer._resumed = Resumed(batch, loader_state, discard, window)
         else:
             trainer.loss.reset()
         model.epoch = int(state['epoch'])
@@ -325,6 +337,33 @@ class Checkpointer:
             (int(e), int(b)): float(rank) for e, b, rank in state.get('ranks', ())
         }
         return batch
+
+
+def _restore_window(
+    trainer: Trainer[Any, Any, Any],
+    location: checkpointing.CheckpointLocation,
+    own: Mapping[str, Any],
+) -> int:
+    """Put back the gradients of a checkpoint taken inside an accumulation window.
+
+    Returns:
+        The batches of the window already accumulated (0: none).
+    """
+    window = own.get('window')
+    gradients = own.get('gradients')
+    if not window:
+        return 0
+    if not isinstance(gradients, list) or len(gradients) != len(trainer._params):
+        raise exceptions.CheckpointError(
+            f'The checkpoint of {location} was taken inside a window of gradient '
+            'accumulation but holds no gradients for these parameters.'
+        )
+    for parameter, gradient in zip(trainer._params, gradients, strict=True):
+        parameter.grad = (
+            None if gradient is None else gradient.to(parameter.device).clone()
+        )
+    trainer._window, trainer._window_size = (int(n) for n in window)
+    return trainer._window
 
 
 def _own_process_state(

@@ -7,6 +7,7 @@ when the next one is due and which are kept live in ``drytorch.lib.checkpoints``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -55,6 +56,11 @@ class Trainer(ModelRunner[Input, Target, Output]):
         learning_schema: the optimizer, learning rates, schedule and
             gradient operation.
         name: the name in reports; defaults to ``Trainer``.
+        accumulate_grad_batches: accumulate the gradients of this many
+            batches per optimizer step (each batch's loss divided by the
+            window's size, so k batches of size b update as one batch of
+            k * b; the epoch's last window may be shorter). Under DDP only
+            the window's last batch synchronises the gradients.
 
     Attributes:
         validation: the validation added with ``add_validation``, if any.
@@ -63,7 +69,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
         optimizer: the optimizer built from the learning schema.
         lr_factor: the multiplier applied to the scheduled learning rates.
         steps: the optimizer steps taken so far, over all epochs (saved in
-            checkpoints).
+            checkpoints); with accumulation, fewer than the batches.
         checkpoint_policy: when checkpoints are saved automatically and
             which are kept; see ``checkpoint_every``.
     """
@@ -76,8 +82,19 @@ class Trainer(ModelRunner[Input, Target, Output]):
         loss: objectives.LossBase[Output, Target],
         learning_schema: LearningSchema,
         name: str = '',
+        accumulate_grad_batches: int = 1,
     ) -> None:
+        if (
+            isinstance(accumulate_grad_batches, bool)
+            or not isinstance(accumulate_grad_batches, int)
+            or accumulate_grad_batches < 1
+        ):
+            raise ValueError(
+                'accumulate_grad_batches must be an integer >= 1, got '
+                f'{accumulate_grad_batches!r}.'
+            )
         super().__init__(model, loader=loader, objective=loss, name=name)
+        self.accumulate_grad_batches = accumulate_grad_batches
         self.loss = loss
         self.learning_schema = learning_schema
         self.optimizer = learning_schema.build_optimizer(model.module)
@@ -98,7 +115,9 @@ class Trainer(ModelRunner[Input, Target, Output]):
         self._keep_termination = False  # loaded from a checkpoint: honour once
         self._params = [p for p in model.module.parameters() if p.requires_grad]
         self._next_step_save = 0  # the step that saves next; 0: none
-        self._epoch_first_step = 0  # self.steps when the running epoch began
+        self._done = 0  # batches trained in the running epoch
+        self._window = 0  # batches whose gradients wait for the next step
+        self._window_size = 1  # batches of the running accumulation window
         self._epoch_batches = 0
         self._in_epoch = False
         self._save_at_end = False
@@ -122,6 +141,8 @@ class Trainer(ModelRunner[Input, Target, Output]):
         """Return a readable description of the trainer and its parts."""
         description = super().describe()
         description['learning_schema'] = describe(self.learning_schema)
+        if self.accumulate_grad_batches > 1:
+            description['accumulate_grad_batches'] = self.accumulate_grad_batches
         if self.validation is not None:
             description['validation'] = self.validation.describe()
             description['validation_interval'] = self.validation_interval
@@ -388,7 +409,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
 
     def _position(self) -> checkpointing.Position:
         if self._in_epoch:
-            return self.model.epoch - 1, self.steps - self._epoch_first_step
+            return self.model.epoch - 1, self._done
         if self._resumed is not None:
             return self.model.epoch, self._resumed.batch
         return self.model.epoch, 0
@@ -403,7 +424,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
     def _step_save(self) -> None:
         """Save the checkpoint of the step just taken (called from ``_run_batch``)."""
         self._schedule_step_save()
-        if self.steps - self._epoch_first_step >= self._epoch_batches:
+        if self._done >= self._epoch_batches:
             self._save_at_end = True  # the epoch's last batch: save it complete
         else:
             self.save_checkpoint()
@@ -447,7 +468,9 @@ class Trainer(ModelRunner[Input, Target, Output]):
         set_epoch = getattr(getattr(self.loader, 'sampler', None), 'set_epoch', None)
         if callable(set_epoch):  # a torch loader with a DistributedSampler
             set_epoch(model.epoch)
-        self._epoch_first_step = self.steps - done
+        self._done = done
+        if not (resumed is not None and resumed.window):
+            self._window = 0  # else the checkpoint's gradients wait for a step
         self._epoch_batches = len(self.loader)
         self._save_at_end = False
         self._in_epoch = True
@@ -476,30 +499,72 @@ class Trainer(ModelRunner[Input, Target, Output]):
         host.on_epoch_end(log_events.EpochEndEvent(model.name, self.name, model.epoch))
 
     def _run_batch(self, inputs: Input, targets: Target) -> Output:
+        self._done += 1
+        if self.accumulate_grad_batches > 1:
+            return self._accumulate(inputs, targets)
         outputs = self.model(inputs)
+        loss = self._batch_loss(outputs, targets)
+        if self.scaler.is_enabled():
+            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        else:
+            loss.backward()  # type: ignore[no-untyped-call]
+        self._step()
+        return outputs
+
+    def _batch_loss(self, outputs: Output, targets: Target) -> torch.Tensor:
         loss = self.loss.forward(outputs, targets)
         if loss.ndim != 0:
             raise exceptions.TrainingError(
                 f'The loss {self.loss.name!r} has shape {tuple(loss.shape)}: a '
                 'training loss must be a scalar.'
             )
+        return loss
+
+    def _accumulate(self, inputs: Input, targets: Target) -> Output:
+        """Add one batch's gradients to its window; step at the window's end.
+
+        A window is ``accumulate_grad_batches`` batches, or the batches left
+        in the epoch: each batch's loss is divided by the window's size, so a
+        window of k batches of size b updates as one batch of k * b would.
+        Under DDP only the window's last batch synchronises the gradients.
+        """
+        if self._window == 0:
+            left = self._epoch_batches - self._done + 1
+            self._window_size = max(1, min(self.accumulate_grad_batches, left))
+        self._window += 1
+        last = self._window >= self._window_size
+        wrapper = self.model.distributed
+        syncing = (
+            contextlib.nullcontext() if last or wrapper is None else wrapper.no_sync()  # type: ignore[operator]
+        )
+        with syncing:
+            outputs = self.model(inputs)
+            loss = self._batch_loss(outputs, targets) / self._window_size
+            if self.scaler.is_enabled():
+                self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+            else:
+                loss.backward()  # type: ignore[no-untyped-call]
+        if last:
+            self._window = 0
+            self._step()
+        return outputs
+
+    def _step(self) -> None:
+        """Take the optimizer step of the gradients computed so far."""
         schema = self.learning_schema
         if self.scaler.is_enabled():
-            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             self.scaler.unscale_(self.optimizer)
             schema.gradient_op(self._params)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()  # type: ignore[no-untyped-call]
             schema.gradient_op(self._params)
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         steps = self.steps + 1
         self.steps = steps
-        if steps == self._next_step_save:  # an integer compare per batch
+        if steps == self._next_step_save:  # an integer compare per step
             self._step_save()
-        return outputs
 
     def _apply_learning_rate(self, epoch: int, reason: str) -> None:
         rates = self.learning_schema.lr_at(epoch, self.lr_factor)
