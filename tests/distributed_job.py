@@ -13,6 +13,7 @@ on disk and with single-process numbers. Environment variables steer it:
     JOB_HANG_RANK  this rank sleeps for a minute in epoch 2 (a hung process)
     JOB_PLATEAU    early stopping and LR-on-plateau, which must stop every
                    rank at the same epoch, with the same rates
+    JOB_COMPILE    compile the model with this torch.compile backend
     JOB_ACCUMULATE accumulate the gradients of this many batches per step
     JOB_OWN_GROUP  the script initialises the process group itself (with
                    JOB_GROUP_TIMEOUT seconds; and with JOB_RANK0_ONLY, only
@@ -196,7 +197,13 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
             train_set, Config.batch_size, sampler=sampler, drop_last=True
         )
     options = {'find_unused_parameters': True} if torch_loader else None
-    model = Model(network(config.dropout), device='cpu', distributed_options=options)
+    backend = os.environ.get('JOB_COMPILE')
+    model = Model(
+        network(config.dropout),
+        device='cpu',
+        distributed_options=options,
+        compile={'backend': backend} if backend else False,
+    )
     loss = Loss(squared_error, name='MSE') | Metric(
         absolute_error, name='MAE', higher_is_better=False
     )

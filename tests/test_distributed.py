@@ -266,7 +266,8 @@ def test_early_stopping_and_plateaus_decide_alike_on_every_rank(
 
 def test_accumulation_synchronises_once_per_window(tmp_path: pathlib.Path) -> None:
     cwd = work(tmp_path, 'accumulate')
-    done = one_node(cwd, JOB_ACCUMULATE='3')
+    # a compiled model too: DDP wraps the module, torch.compile the wrapper
+    done = one_node(cwd, JOB_ACCUMULATE='3', JOB_COMPILE='eager')
     assert done.returncode == 0, done.stdout[-4000:]
     finals = [json.loads((cwd / f'final_{rank}.json').read_text()) for rank in (0, 1)]
     # 10 batches an epoch in windows of 3, 3, 3, 1: 4 steps, 4 gradient syncs

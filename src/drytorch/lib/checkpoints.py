@@ -296,7 +296,7 @@ class Checkpointer:
                     f'The checkpoint of {location} does not fit this loss: {err}'
                 ) from err
         try:
-            model.module.load_state_dict(state['model'])
+            model.module.load_state_dict(_plain_state(state['model']))
             trainer.optimizer.load_state_dict(state['optimizer'])
         except (RuntimeError, ValueError, KeyError) as err:
             raise exceptions.CheckpointError(
@@ -337,6 +337,22 @@ class Checkpointer:
             (int(e), int(b)): float(rank) for e, b, rank in state.get('ranks', ())
         }
         return batch
+
+
+_COMPILED_PREFIX = '_orig_mod.'
+
+
+def _plain_state(saved: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return a state dict saved from a compiled module without its prefix.
+
+    Checkpoints hold the plain module's state; one written from a module
+    passed through ``torch.compile`` (``_orig_mod.`` on every key) loads too.
+    """
+    if saved and all(
+        isinstance(key, str) and key.startswith(_COMPILED_PREFIX) for key in saved
+    ):
+        return {key[len(_COMPILED_PREFIX) :]: value for key, value in saved.items()}
+    return saved
 
 
 def _restore_window(
@@ -410,6 +426,7 @@ def check_fits(
     if not isinstance(saved, Mapping):
         problems.append('it holds no model weights')
         saved = {}
+    saved = _plain_state(saved)
     current = trainer.model.module.state_dict()
     if missing := [key for key in current if key not in saved]:
         problems.append(f'missing {missing}')

@@ -51,6 +51,12 @@ class Model(Generic[Input, Output]):
         distributed_options: keyword arguments for ``DistributedDataParallel``
             (``find_unused_parameters``, ``static_graph``,
             ``broadcast_buffers``, ...); the device is chosen already.
+        compile: run the forward pass through ``torch.compile`` (``True``, or
+            a dict of its keyword arguments such as ``{'mode':
+            'reduce-overhead'}``). A module already compiled is accepted as
+            well. Either way ``model.module`` is the plain module, so
+            checkpoints hold its state dict without the ``_orig_mod.``
+            prefix and load in compiled and plain models alike.
 
     Attributes:
         epoch: the number of training epochs completed; checkpoints restore it.
@@ -71,9 +77,15 @@ class Model(Generic[Input, Output]):
         mixed_precision: bool = False,
         should_distribute: bool = True,
         distributed_options: Mapping[str, Any] | None = None,
+        compile: bool | Mapping[str, Any] = False,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f'Model wraps a torch.nn.Module, got {type(module)!r}.')
+        given_compiled = _compiled_original(module)
+        compiled: nn.Module | None = None
+        if given_compiled is not None:
+            compiled, module = module, given_compiled
+        options = _compile_options(compile)
         self.module = module
         self.device = torch.device(device) if device is not None else default_device()
         self.mixed_precision = mixed_precision
@@ -81,18 +93,24 @@ class Model(Generic[Input, Output]):
         self.name = name or type(self).__name__
         self.name = registering.register_model(self, self.name)
         self.module.to(self.device)
+        if options is not None and compiled is None:
+            compiled = _compile(self.module, options)
         self.distributed: nn.Module | None = None
         if should_distribute and distributed.current().size > 1:
             self.distributed = _wrap(
                 self.module, self.device, dict(distributed_options or {})
             )
+        # what runs the forward pass: with gradients (training), without
+        self._evaluating: nn.Module = compiled if compiled is not None else module
+        self._training: nn.Module = self._evaluating
+        if self.distributed is not None:
+            self._training = self.distributed
+            if compiled is not None:  # DDP first, then compile: torch's order
+                self._training = _compile(self.distributed, options or {})
 
     def __call__(self, inputs: Input) -> Output:
         """Run the module on ``inputs`` (under autocast with mixed precision)."""
-        wrapper = self.distributed
-        module = (
-            wrapper if wrapper is not None and torch.is_grad_enabled() else self.module
-        )
+        module = self._training if torch.is_grad_enabled() else self._evaluating
         if self.mixed_precision:
             with torch.autocast(self.device.type):
                 mixed: Output = module(inputs)
@@ -118,3 +136,33 @@ def _wrap(
         )
         options.setdefault('device_ids', [index])
     return DistributedDataParallel(module, **options)
+
+
+def _compiled_original(module: nn.Module) -> nn.Module | None:
+    """Return the module that ``torch.compile`` wrapped, if ``module`` is compiled.
+
+    torch gives no public accessor: its wrapper keeps the module as
+    ``_orig_mod``, the name its state dict keys are prefixed with.
+    """
+    original = getattr(module, '_orig_mod', None)
+    return original if isinstance(original, nn.Module) else None
+
+
+def _compile(module: nn.Module, options: Mapping[str, Any]) -> nn.Module:
+    """Return ``torch.compile(module, **options)``: a module wrapping ``module``."""
+    compiled: nn.Module = torch.compile(module, **options)  # type: ignore[assignment]
+    return compiled
+
+
+def _compile_options(value: object) -> dict[str, Any] | None:
+    """Return ``torch.compile``'s keyword arguments from ``Model(compile=...)``."""
+    if value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(
+        'Model(compile=...) takes True, False, or a dict of torch.compile '
+        f'arguments, got {value!r}.'
+    )
