@@ -289,3 +289,30 @@ def test_hook_states_round_trip() -> None:
         single: hooks.HookRegistry[AnyTrainer] = hooks.HookRegistry()
         single.register(hooks.EarlyStoppingCallback())
         single.load_state_dict(saved)
+
+
+def test_a_monitor_takes_a_loss_or_metric_object_for_its_name() -> None:
+    loss = kit.mse()
+    assert hooks.EarlyStoppingCallback(metric=loss).monitor.metric == 'MSE'
+    metric = Metric(kit.mse_fn, 'Err')
+    assert hooks.ReduceLROnPlateau(metric=metric).monitor.metric == 'Err'
+    assert hooks.EarlyStoppingCallback(metric=loss | metric).monitor.metric == 'MSE'
+    with pytest.raises(TypeError, match='pick one'):  # a collection: 2 names
+        hooks.EarlyStoppingCallback(metric=metric | Metric(kit.mse_fn, 'Other'))
+
+
+def test_a_monitor_that_is_not_a_runner_fails_at_construction() -> None:
+    with pytest.raises(TypeError, match=r'monitor=trainer\.validation'):
+        hooks.EarlyStoppingCallback(monitor='Validation')
+
+
+def test_an_unknown_metric_fails_before_an_epoch_is_spent() -> None:
+    trainer = kit.trainer()
+    with pytest.raises(ValueError, match="no metric 'Accuracy'"):
+        hooks.EarlyStoppingCallback(metric='Accuracy', monitor=trainer)
+    trainer.post_epoch_hooks.register(
+        hooks.call_every(2, hooks.ReduceLROnPlateau(metric='Accuracy'))
+    )
+    with pytest.raises(ValueError, match="computes no metric 'Accuracy'"):
+        trainer.train(3)
+    assert trainer.model.epoch == 0  # refused before the first epoch

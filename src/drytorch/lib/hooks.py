@@ -67,6 +67,18 @@ class HookRegistry(Generic[T]):
         for hook in self._hooks:
             hook(instance)
 
+    def check(self, instance: T) -> None:
+        """Let every hook with a ``check`` method refuse ``instance`` up front.
+
+        The trainer calls it when training starts, so that a hook that cannot
+        work (a metric the runner does not compute) fails before an epoch
+        is spent, not after.
+        """
+        for hook in self._hooks:
+            method = getattr(hook, 'check', None)
+            if callable(method):
+                method(instance)
+
     def state_dict(self) -> list[dict[str, Any] | None]:
         """Return each hook's state (``None`` for stateless hooks), in order."""
         return [
@@ -115,6 +127,11 @@ class _EveryN:
         epoch = trainer.model.epoch
         if epoch >= self.start and (epoch - self.start) % self.interval == 0:
             self.hook(trainer)
+
+    def check(self, trainer: Trainer[Any, Any, Any]) -> None:
+        inner = getattr(self.hook, 'check', None)
+        if callable(inner):
+            inner(trainer)
 
     def state_dict(self) -> dict[str, Any]:
         inner = getattr(self.hook, 'state_dict', None)
@@ -175,13 +192,45 @@ class MetricMonitor:
             raise ValueError(
                 f"best_is must be 'auto', 'higher' or 'lower': {best_is!r}"
             )
-        self.metric = metric
+        if monitor is not None and not hasattr(monitor, 'computed_metrics'):
+            raise TypeError(
+                'monitor must be the runner to follow (the trainer, its '
+                f'validation, a Diagnostic), such as monitor=trainer.validation; '
+                f'got {monitor!r}.'
+            )
+        self.metric = _metric_name(metric)
         self.monitor = monitor
+        if monitor is not None:
+            self.check_runner(monitor)
         self.min_delta = min_delta
         self.best_is = best_is
         self.filter_fn = filter_fn or (lambda history: history[-1])
         self.history: list[float] = []
         self.best: float | None = None
+
+    def check(self, trainer: Trainer[Any, Any, Any]) -> None:
+        """Refuse, before training, a metric the monitored runner does not compute.
+
+        Raises:
+            ValueError: the metric's name is not among the runner's.
+        """
+        self.check_runner(self.monitor or trainer.validation or trainer)
+
+    def check_runner(self, runner: Any) -> None:
+        """Refuse a metric that ``runner``'s objective does not name."""
+        objective = getattr(runner, 'objective', None)
+        names = list(getattr(objective, 'higher_is_better', {}))
+        if (
+            self.metric is None
+            or not names
+            or not getattr(objective, 'computes_locally', True)  # names known late
+            or self.metric in names
+        ):
+            return
+        raise ValueError(
+            f'{getattr(runner, "name", runner)} computes no metric '
+            f'{self.metric!r}; it computes {", ".join(names)}.'
+        )
 
     def record(self, trainer: Trainer[Any, Any, Any]) -> bool | None:
         """Record the metric's value at this epoch; return whether it improved.
@@ -273,6 +322,10 @@ class EarlyStoppingCallback:
         self.start_from_epoch = start_from_epoch
         self.epochs_without_improvement = 0
 
+    def check(self, trainer: Trainer[Any, Any, Any]) -> None:
+        """Refuse, before training, a metric the monitored runner does not compute."""
+        self.monitor.check(trainer)
+
     def __call__(self, trainer: Trainer[Any, Any, Any]) -> None:
         """Record this epoch's value and stop training when patience ran out."""
         improved = self.monitor.record(trainer)
@@ -348,6 +401,10 @@ class ReduceLROnPlateau:
         self.epochs_without_improvement = 0
         self.cooldown_left = 0
 
+    def check(self, trainer: Trainer[Any, Any, Any]) -> None:
+        """Refuse, before training, a metric the monitored runner does not compute."""
+        self.monitor.check(trainer)
+
     def __call__(self, trainer: Trainer[Any, Any, Any]) -> None:
         """Record this epoch's value and reduce the rate on a plateau."""
         improved = self.monitor.record(trainer)
@@ -383,3 +440,25 @@ class ReduceLROnPlateau:
 
     def __repr__(self) -> str:
         return f'ReduceLROnPlateau(factor={self.factor}, patience={self.patience})'
+
+
+def _metric_name(metric: object) -> str | None:
+    """Return the name of the metric to monitor, given by name or as an objective.
+
+    Raises:
+        TypeError: ``metric`` is neither a name nor an objective with one name.
+    """
+    if metric is None or (isinstance(metric, str) and metric):
+        return metric
+    name = getattr(metric, 'name', None)
+    if isinstance(name, str) and name:
+        return name  # a Loss or a Metric: its name
+    names = list(getattr(metric, 'higher_is_better', {}))
+    if len(names) == 1:
+        return str(names[0])
+    raise TypeError(
+        'metric must be the name of a metric, or a Loss or Metric; got '
+        f'{metric!r}'
+        + (f' (which names {", ".join(names)}: pick one)' if names else '')
+        + '.'
+    )

@@ -264,6 +264,8 @@ class Trainer(ModelRunner[Input, Target, Output]):
         """
         self._check_run()
         _check_sharding(self.loader)
+        self.pre_epoch_hooks.check(self)  # before an epoch is spent on them
+        self.post_epoch_hooks.check(self)
         host = get_host()
         name = self.model.name
         if self._keep_termination:  # the checkpoint's run had stopped there
