@@ -398,7 +398,7 @@ def test_lr_at_follows_the_scheduler_per_group() -> None:
     assert schema.lr_at(2) == pytest.approx([0.025, 0.0025])
     assert schema.lr_at(2, factor=2.0) == pytest.approx([0.05, 0.005])
     single = LearningSchema.sgd(lr=1.0, scheduler=s.warmup(s.ConstantScheduler(), 4))
-    assert single.lr_at(1) == pytest.approx([0.25])
+    assert single.lr_at(1) == pytest.approx([0.4])
     optimizer = schema.build_optimizer(Net())
     for group, lr in zip(optimizer.param_groups, schema.lr_at(3), strict=True):
         group['lr'] = lr

@@ -65,7 +65,8 @@ def test_warmup_ramps_then_shifts_the_base() -> None:
     base = s.ExponentialScheduler(exp_decay=0.5)
     sched = s.warmup(base, 4)
     assert isinstance(sched, s.WarmupScheduler)
-    assert [sched(1.0, e) for e in range(4)] == pytest.approx([0, 0.25, 0.5, 0.75])
+    # the first epoch of the ramp already trains: no epoch at rate 0
+    assert [sched(1.0, e) for e in range(4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
     # After the ramp the base starts from its own epoch 0.
     assert [sched(1.0, e) for e in (4, 5, 6)] == pytest.approx([1.0, 0.5, 0.25])
     assert s.warmup(base, 0)(1.0, 0) == pytest.approx(1.0)
@@ -99,7 +100,8 @@ def test_bind_applies_transforms_in_order() -> None:
     sched = sched.bind(lambda x: s.warmup(x, 2))
     assert isinstance(sched, s.WarmupScheduler)
     assert isinstance(sched.base, s.RestartScheduler)
-    assert sched(1.0, 1) == pytest.approx(0.5)
+    assert sched(1.0, 0) == pytest.approx(1 / 3)
+    assert sched(1.0, 1) == pytest.approx(2 / 3)
     assert sched(1.0, 2) == pytest.approx(1.0)
     assert sched(1.0, 6) == pytest.approx(0.0)
     assert sched(1.0, 8) == pytest.approx(1.0)  # restarted
@@ -175,3 +177,11 @@ def test_invalid_arguments_are_refused(build: object, message: str) -> None:
 def test_negative_epoch_is_refused() -> None:
     with pytest.raises(LearningSchemaError, match='starts at 0, got -1'):
         s.ConstantScheduler()(0.1, -1)
+
+
+def test_a_warm_up_never_trains_an_epoch_at_rate_zero() -> None:
+    cosine = s.warmup(s.CosineScheduler(decay_steps=10), 3)
+    rates = [cosine(0.1, e) for e in range(5)]
+    assert rates[0] > 0  # the first epoch, and so its first step
+    assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert rates == sorted(rates[:4]) + rates[4:]

@@ -195,11 +195,14 @@ class PolynomialScheduler(AbstractScheduler):
 
 @dataclasses.dataclass(frozen=True)
 class WarmupScheduler(AbstractScheduler):
-    """Ramp linearly from 0, then follow ``base`` as if it started afresh.
+    """Ramp up linearly, then follow ``base`` as if it started afresh.
 
-    For ``epoch < warmup_steps`` the rate is ``base(base_lr, 0) * epoch /
-    warmup_steps``; afterwards it is ``base(base_lr, epoch - warmup_steps)``,
-    so the wrapped schedule is not shortened by the warm-up.
+    For ``epoch < warmup_steps`` the rate is ``base(base_lr, 0) * (epoch + 1)
+    / (warmup_steps + 1)``: the ramp's first epoch already trains (a ramp
+    from 0 would spend it at rate 0) and the rate rises by equal steps to the
+    base's first rate, reached at ``epoch == warmup_steps``; afterwards it is
+    ``base(base_lr, epoch - warmup_steps)``, so the wrapped schedule is not
+    shortened by the warm-up.
 
     Args:
         base: the schedule followed after the warm-up.
@@ -214,7 +217,7 @@ class WarmupScheduler(AbstractScheduler):
 
     def _compute(self, base_lr: float, epoch: int) -> float:
         if epoch < self.warmup_steps:
-            return self.base(base_lr, 0) * epoch / self.warmup_steps
+            return self.base(base_lr, 0) * (epoch + 1) / (self.warmup_steps + 1)
         return self.base(base_lr, epoch - self.warmup_steps)
 
 
