@@ -40,7 +40,6 @@ __all__ = [
     'SINGLE',
     'World',
     'all_reduce_sum',
-    'barrier',
     'broadcast',
     'current',
     'gather',
@@ -208,11 +207,6 @@ def _agreeing(step: str) -> Iterator[None]:
 def all_reduce_sum(tensor: torch.Tensor) -> None:
     """Sum ``tensor`` over the ranks, in place."""
     _dist().all_reduce(tensor)
-
-
-def barrier() -> None:
-    """Wait until every rank has arrived here."""
-    _dist().barrier()
 
 
 def _terminated(signal_number: int, frame: object) -> None:
