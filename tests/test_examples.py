@@ -70,3 +70,18 @@ def test_training_guide_example_runs(tmp_path: pathlib.Path) -> None:
     assert 'Running experiment: demo.' in done.stderr
     assert 'epochs' in done.stdout
     assert list((pathlib.Path.cwd() / 'checkpoints' / 'demo').rglob('epoch_*.pt'))
+
+
+def test_gan_example_trains_two_optimizers_and_learns_the_ring() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / 'examples' / 'gan.py')],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 'GANTrainer: Generator=' in done.stderr
+    distance = float(re.search(r'test ring distance ([\d.]+)', done.stdout).group(1))
+    assert distance < 1.0  # untrained, the generator's points sit near 0: about 2
+    assert 'completed' in done.stdout

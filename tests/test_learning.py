@@ -270,7 +270,7 @@ def test_schema_is_frozen_hashable_and_picklable() -> None:
         ),
         (
             lambda: LearningSchema(torch.optim.SGD, 0.1, scheduler=lambda lr, e: lr),
-            'scheduler must be an AbstractScheduler',
+            'scheduler must be a drytorch schedule',
         ),  # type: ignore[arg-type]
         (
             lambda: LearningSchema(torch.optim.SGD, 0.1, gradient_op=3),
@@ -420,6 +420,7 @@ def test_describe_is_readable_and_toml_friendly() -> None:
         'scheduler': 'WarmupScheduler(base=CosineScheduler(decay_steps=100, '
         'min_decay=0.01), warmup_steps=5)',
         'gradient_op': 'GradNormClipper(max_norm=1.0, norm_type=2.0)',
+        'interval': 'epoch',
     }
     plain = LearningSchema(torch.optim.SGD, 0.5, optimizer_defaults={'dampening': None})
     described = plain.describe()

@@ -13,7 +13,9 @@ PUBLIC = {
         'Experiment', 'Run', 'Model', 'DataLoader', 'LearningSchema', 'Loss', 'Metric',
         'Trainer', 'Validation', 'Test', 'Diagnostic', 'Tracker', 'hookimpl',
         'init_trackers', 'extend_default_trackers', 'remove_all_default_trackers',
+        'AveragedModel', 'EMAModel', 'SWAModel',
     ],
+    'drytorch.lib.models': ['AveragedModel', 'EMAModel', 'Model', 'SWAModel'],
     'drytorch.lib.objectives': [
         'Objective', 'Metric', 'MetricCollection', 'Loss', 'LossBase',
         'CompositionalLoss',
@@ -45,9 +47,10 @@ def test_public_names(module_name: str) -> None:
 
 def test_root_names_are_the_library_objects() -> None:
     import drytorch
-    from drytorch.lib import loading, objectives, runners, train
+    from drytorch.lib import loading, models, objectives, runners, train
 
     assert drytorch.Loss is objectives.Loss
+    assert drytorch.EMAModel is models.EMAModel
     assert drytorch.DataLoader is loading.DataLoader
     assert drytorch.Test is runners.Test
     assert drytorch.Trainer is train.Trainer

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         init_trackers,
         remove_all_default_trackers,
     )
+    from drytorch.lib.averaging import AveragedModel, EMAModel, SWAModel
     from drytorch.lib.learning import LearningSchema
     from drytorch.lib.loading import DataLoader
     from drytorch.lib.models import Model
@@ -33,10 +34,12 @@ if TYPE_CHECKING:
     from drytorch.trackers.base import Dumper, MetricHistory
 
 __all__ = [
+    'AveragedModel',
     'CheckpointLocation',
     'DataLoader',
     'Diagnostic',
     'Dumper',
+    'EMAModel',
     'Experiment',
     'LearningSchema',
     'Loss',
@@ -45,6 +48,7 @@ __all__ = [
     'Model',
     'Run',
     'RunView',
+    'SWAModel',
     'Test',
     'Tracker',
     'Trainer',
@@ -68,6 +72,9 @@ _LAZY = {
     'init_trackers': 'drytorch.core.tracking',
     'remove_all_default_trackers': 'drytorch.core.tracking',
     'Model': 'drytorch.lib.models',
+    'AveragedModel': 'drytorch.lib.averaging',
+    'EMAModel': 'drytorch.lib.averaging',
+    'SWAModel': 'drytorch.lib.averaging',
     'DataLoader': 'drytorch.lib.loading',
     'LearningSchema': 'drytorch.lib.learning',
     'Loss': 'drytorch.lib.objectives',

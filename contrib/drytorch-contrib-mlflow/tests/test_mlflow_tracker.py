@@ -13,11 +13,13 @@ from typing import Any
 
 import mlflow_kit as kit
 import pytest
-from drytorch import exceptions, testing
+from drytorch import DataLoader, exceptions, testing
+from drytorch.log_events import StepMetricsEvent
 from mlflow.entities import Run as MlflowRun
 from mlflow.tracking import MlflowClient
 
-from drytorch_contrib_mlflow import MLflow
+from drytorch_contrib_mlflow import MLflow, keys
+from drytorch_contrib_mlflow.reading import read_metrics
 
 pytestmark = [
     pytest.mark.filterwarnings('error::drytorch.exceptions.TrackerFailureWarning'),
@@ -309,3 +311,90 @@ def test_the_default_store_is_recorded_as_an_absolute_uri(
         assert tracker.run_id == first_id
     assert not (elsewhere / 'mlflow.db').exists()
     assert only_run(MlflowClient(uri), exp_name).info.status == 'FINISHED'
+
+
+# --- curves by optimizer step ----------------------------------------------------
+
+
+def by_step(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    points = client.get_metric_history(run_id, key)
+    return [(p.step, p.value) for p in sorted(points, key=lambda p: p.step)]
+
+
+def step_metric_requests(sent: list[Any]) -> int:
+    """How many ``log_batch`` requests carried step points."""
+    return sum(
+        any('/step/' in metric.key for metric in kwargs.get('metrics') or ())
+        for _, kwargs in sent
+    )
+
+
+def test_step_metrics_are_keys_by_step_sent_in_few_requests(
+    exp_name: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[Any] = []
+    original = MlflowClient.log_batch
+
+    def spy(self: MlflowClient, run_id: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append((args, kwargs))
+        return original(self, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, 'log_batch', spy)
+    exp = kit.experiment(exp_name)
+    tracker = MLflow()
+    exp.trackers.subscribe(tracker)
+    with exp.create_run(run_id='steps'):
+        for step in (2, 4, 6):
+            event = StepMetricsEvent('net', 'Trainer', 1, step, {'MSE': step / 10})
+            tracker.on_step_metrics(event)
+        tracker.on_step_metrics(
+            StepMetricsEvent('net', 'Validation', 1, 6, {'MSE': 0.5, 'MAE': 0.25})
+        )
+        assert step_metric_requests(sent) == 1  # the first point, at once
+    assert step_metric_requests(sent) == 2  # the others, at the run's stop
+    client = MlflowClient(tracking_uri)
+    found = only_run(client, exp_name)
+    mlflow_id = found.info.run_id
+    assert set(found.data.metrics) == {
+        'net/step/Trainer/MSE',
+        'net/step/Validation/MSE',
+        'net/step/Validation/MAE',
+    }
+    assert by_step(client, mlflow_id, 'net/step/Trainer/MSE') == [
+        (2, 0.2),
+        (4, 0.4),
+        (6, 0.6),
+    ]
+    assert by_step(client, mlflow_id, 'net/step/Validation/MAE') == [(6, 0.25)]
+    assert keys.step_metric_key('net', 'Trainer', 'MSE') == 'net/step/Trainer/MSE'
+
+
+def test_training_logs_curves_by_step(
+    host: Any, exp_name: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv('DRYTORCH_STEP_METRICS_EVERY', '2')
+    recorder = testing.HookRecorder()
+    host.register(recorder, 'recorder')
+    exp = kit.experiment(exp_name)
+    exp.trackers.subscribe(MLflow())
+    with exp.create_run(run_id='steps') as run:
+        trainer, _ = kit.build()
+        trainer.add_validation(DataLoader(kit.regression(16, seed=1), 8), every_steps=3)
+        trainer.train(2)  # 4 steps an epoch
+    client = MlflowClient(tracking_uri)
+    mlflow_id = only_run(client, exp_name).info.run_id
+    for source, steps in (('Trainer', [2, 4, 6, 8]), ('Validation', [3, 6])):
+        expected = [
+            (event.step, event.metrics['MSE'])
+            for event in recorder.events('on_step_metrics')
+            if event.source_name == source
+        ]
+        assert [step for step, _ in expected] == steps
+        key = f'net/step/{source}/MSE'
+        assert by_step(client, mlflow_id, key) == expected
+    # by epoch, unchanged; drytorch plot reads the epoch keys only
+    assert history(client, mlflow_id, 'net/Trainer/MSE') == logged(recorder, 'Trainer')
+    read = read_metrics(record(run.record_path)['plugins']['mlflow'])
+    assert read is not None
+    assert sorted(read['net']) == ['Trainer', 'Validation']
+    assert read['net']['Trainer'].epochs == [1, 2]

@@ -25,13 +25,19 @@ from drytorch import (
     testing,
 )
 from drytorch.lib import schedulers
+from drytorch.log_events import CheckpointEvent, MetricsEvent, StepMetricsEvent
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 from torch import nn
 from torch.utils import data
 
 from drytorch_contrib_tensorboard import TensorBoard
-from drytorch_contrib_tensorboard.tracker import CONFIG_TAG, config_text
+from drytorch_contrib_tensorboard.tracker import (
+    CONFIG_TAG,
+    STEPS_FOLDER,
+    config_text,
+    step_tag,
+)
 
 TEXT_TAG = f'{CONFIG_TAG}/text_summary'  # torch's SummaryWriter.add_text suffix
 
@@ -143,6 +149,18 @@ def expected_scalars(
             tag = f'{event.model_name}/lr-group{group}'
             expected.setdefault(tag, []).append((event.epoch, f32(rate)))
     return expected
+
+
+def expected_step_scalars(
+    recorder: testing.HookRecorder,
+) -> dict[str, list[tuple[int, float]]]:
+    """The scalars by step the recorded events call for; a later point replaces."""
+    points: dict[str, dict[int, float]] = {}
+    for event in recorder.events('on_step_metrics'):
+        for name, value in event.metrics.items():
+            tag = f'{event.model_name}/step/{event.source_name}-{name}'
+            points.setdefault(tag, {})[event.step] = f32(value)
+    return {tag: sorted(by_step.items()) for tag, by_step in points.items()}
 
 
 def run_folder(
@@ -369,3 +387,118 @@ def test_epochs_after_a_loaded_checkpoint_are_not_duplicated(
     steps = [step for step, _ in found['net/Trainer-MSE']]
     assert steps == [1, 2, 3, 4]  # epoch 3 once, from the second session
     assert found['net/Trainer-MSE'][-1][1] == pytest.approx(kept)
+
+
+# --- curves by optimizer step ----------------------------------------------------
+
+
+def step_event(step: int, value: float, source: str = 'Trainer') -> StepMetricsEvent:
+    return StepMetricsEvent('net', source, 1 + (step - 1) // 4, step, {'MSE': value})
+
+
+def test_step_metrics_are_scalars_by_step_in_their_own_folder(
+    tmp_path: pathlib.Path,
+) -> None:
+    tracker = TensorBoard()
+    with experiment(tracker).create_run('r1') as run:
+        for step in (2, 4, 6):
+            tracker.on_step_metrics(step_event(step, step / 10), run.view)
+        tracker.on_step_metrics(step_event(4, 0.5, 'Validation'), run.view)
+    folder = run_folder(tmp_path, 'r1')
+    assert scalars(folder / STEPS_FOLDER) == {
+        'net/step/Trainer-MSE': [(2, f32(0.2)), (4, f32(0.4)), (6, f32(0.6))],
+        'net/step/Validation-MSE': [(4, 0.5)],
+    }
+    assert scalars(folder) == {}  # the epoch tags' folder has no step points
+    assert step_tag('net', 'Trainer', 'MSE') == 'net/step/Trainer-MSE'
+
+
+def test_a_loaded_checkpoint_purges_the_steps_after_it_only(
+    tmp_path: pathlib.Path,
+) -> None:
+    tracker = TensorBoard()
+    exp = experiment(tracker)
+    with exp.create_run('r1') as run:
+        for step in (2, 4, 6, 8):
+            tracker.on_step_metrics(step_event(step, 1.0), run.view)
+        for epoch in (1, 2):
+            tracker.on_metrics(
+                MetricsEvent('net', 'Trainer', epoch, {'MSE': 1.0}), run.view
+            )
+    with exp.create_run('r1', resume=True) as run:
+        # back at epoch 1 (step 4): the epoch purge must keep steps 2 and 4
+        tracker.on_checkpoint_load(CheckpointEvent('net', 1, 'load', 'ckpt'), run.view)
+        for step in (6, 8):
+            tracker.on_step_metrics(step_event(step, 2.0), run.view)
+    folder = run_folder(tmp_path, 'r1')
+    assert scalars(folder / STEPS_FOLDER)['net/step/Trainer-MSE'] == [
+        (2, 1.0),
+        (4, 1.0),
+        (6, 2.0),
+        (8, 2.0),
+    ]
+    assert scalars(folder)['net/Trainer-MSE'] == [(1, 1.0)]  # epoch 2 purged
+
+
+def step_trainer() -> Trainer[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The trainer, validated every epoch and every 3 optimizer steps too."""
+    trained = trainer()
+    trained.add_validation(DataLoader(regression(16, seed=1), 8), every_steps=3)
+    return trained
+
+
+def test_training_writes_curves_by_step(
+    tmp_path: pathlib.Path,
+    recorder: testing.HookRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv('DRYTORCH_STEP_METRICS_EVERY', '2')
+    with experiment().create_run('r1'):
+        step_trainer().train(2)  # 4 steps an epoch
+    folder = run_folder(tmp_path, 'r1')
+    found = scalars(folder / STEPS_FOLDER)
+    assert found == expected_step_scalars(recorder)
+    assert [step for step, _ in found['net/step/Trainer-MSE']] == [2, 4, 6, 8]
+    assert [step for step, _ in found['net/step/Validation-MSE']] == [3, 6]
+    assert scalars(folder) == expected_scalars(recorder)  # by epoch, unchanged
+
+
+def test_training_again_from_a_checkpoint_keeps_each_step_once(
+    tmp_path: pathlib.Path,
+    recorder: testing.HookRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv('DRYTORCH_STEP_METRICS_EVERY', '2')
+    exp = experiment()
+    with exp.create_run('r1'):
+        trained = step_trainer()
+        trained.train(2)  # steps 1 to 8
+        trained.save_checkpoint()
+        trained.train(1)  # steps 9 to 12: logged, then superseded by the resume
+    with exp.create_run('r1', resume=True):
+        trained.load_checkpoint()  # back at step 8
+        trained.train(2)  # steps 9 to 16 again
+    found = scalars(run_folder(tmp_path, 'r1') / STEPS_FOLDER)
+    assert found == expected_step_scalars(recorder)  # the later point of each step
+    assert [step for step, _ in found['net/step/Trainer-MSE']] == list(range(2, 17, 2))
+    assert [step for step, _ in found['net/step/Validation-MSE']] == [3, 6, 9, 12, 15]
+
+
+def test_the_steps_purge_waits_for_the_model_of_the_checkpoint(
+    tmp_path: pathlib.Path,
+) -> None:
+    tracker = TensorBoard()
+    exp = experiment(tracker)
+    with exp.create_run('r1') as run:
+        for step in (2, 4, 6):
+            tracker.on_step_metrics(step_event(step, 1.0), run.view)
+    with exp.create_run('r1', resume=True) as run:
+        tracker.on_checkpoint_load(CheckpointEvent('net', 1, 'load', 'ckpt'), run.view)
+        other = StepMetricsEvent('aux', 'Trainer', 1, 2, {'MSE': 3.0})
+        tracker.on_step_metrics(other, run.view)  # another model: no purge yet
+        tracker.on_step_metrics(step_event(6, 2.0), run.view)  # purges from 6
+    found = scalars(run_folder(tmp_path, 'r1') / STEPS_FOLDER)
+    assert found == {
+        'net/step/Trainer-MSE': [(2, 1.0), (4, 1.0), (6, 2.0)],
+        'aux/step/Trainer-MSE': [(2, 3.0)],
+    }

@@ -26,6 +26,7 @@ from drytorch import (
     hookimpl,
     testing,
 )
+from drytorch.log_events import MetricsEvent, StepMetricsEvent
 from torch import nn
 from torch.utils import data
 from wandb_records import Session, sessions
@@ -564,3 +565,80 @@ def test_by_name_without_wandb_it_is_skipped_with_a_warning(
         pytest.warns(exceptions.DryTorchWarning, match='pip install wandb'),
     ):
         assert Experiment(Config(), name='exp', par_dir='.').trackers.names == []
+
+
+# --- curves by optimizer step ----------------------------------------------------
+
+
+def step_event(step: int, value: float, source: str = 'Trainer') -> StepMetricsEvent:
+    return StepMetricsEvent('net', source, 1, step, {'MSE': value})
+
+
+@pytest.mark.parametrize('model_prefix', [True, False])
+def test_step_metrics_are_charted_against_the_global_step(
+    tmp_path: pathlib.Path, model_prefix: bool
+) -> None:
+    tracker = Wandb(model_prefix=model_prefix)
+    with experiment(tracker).create_run('r1'):
+        for step in (2, 4):
+            tracker.on_step_metrics(step_event(step, step / 10))
+        tracker.on_step_metrics(step_event(4, 0.5, 'Validation'))
+        tracker.on_metrics(MetricsEvent('net', 'Trainer', 1, {'MSE': 0.3}))
+    session = only_session(work(tmp_path))
+    prefix = 'net/step' if model_prefix else 'step'
+    assert session.step_rows(f'{prefix}/Trainer/MSE') == [(2, 0.2), (4, 0.4)]
+    assert session.step_rows(f'{prefix}/Validation/MSE') == [(4, 0.5)]
+    trained = 'net/Trainer/MSE' if model_prefix else 'Trainer/MSE'
+    assert session.rows(trained) == [(1, 0.3)]  # by epoch, in rows of its own
+    assert not any('epoch' in row for row in session.history[:3])
+    assert session.metrics['global_step'].options.defined
+    for source in ('Trainer', 'Validation'):
+        assert session.metrics[f'{prefix}/{source}/*'].step_metric == 'global_step'
+    assert session.metrics[trained.replace('MSE', '*')].step_metric == 'epoch'
+    assert steps(session) == list(range(4))  # W&B's own step still counts rows
+
+
+def test_step_rows_reserve_their_numbers_ahead(
+    tmp_path: pathlib.Path, watcher: RunWatcher
+) -> None:
+    tracker = Wandb()
+    exp = experiment(tracker)
+    with exp.create_run('r1'):
+        for step in (2, 4, 6):
+            tracker.on_step_metrics(step_event(step, 1.0))
+        tracker.on_metrics(MetricsEvent('net', 'Trainer', 1, {'MSE': 1.0}))
+    # one write of the record for the three step rows, numbering 100 ahead
+    assert watcher.seen[0]['state']['next_step'] == 100
+    with exp.create_run('r1', resume=True):
+        tracker.on_step_metrics(step_event(8, 2.0))
+    first, second = sessions(work(tmp_path))
+    assert steps(first) == [0, 1, 2, 3]
+    assert steps(second) == [100]  # after every row of the first, with a gap
+    assert watcher.seen[1]['state']['next_step'] == 200
+
+
+def test_training_logs_curves_by_step(
+    tmp_path: pathlib.Path,
+    recorder: testing.HookRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv('DRYTORCH_STEP_METRICS_EVERY', '2')
+    with experiment().create_run('r1'):
+        trained = trainer()
+        trained.add_validation(DataLoader(regression(16, seed=1), 8), every_steps=3)
+        trained.train(2)  # 4 steps an epoch
+    session = only_session(work(tmp_path))
+    for source, expected_steps in (('Trainer', [2, 4, 6, 8]), ('Validation', [3, 6])):
+        expected = [
+            (event.step, event.metrics['MSE'])
+            for event in recorder.events('on_step_metrics')
+            if event.source_name == source
+        ]
+        assert [step for step, _ in expected] == expected_steps
+        assert session.step_rows(f'net/step/{source}/MSE') == expected
+    by_epoch = {
+        key: session.rows(key) for key in ('net/Trainer/MSE', 'net/Validation/MSE')
+    }
+    assert by_epoch == expected_rows(recorder)  # by epoch, unchanged
+    assert [epoch for epoch, _ in by_epoch['net/Trainer/MSE']] == [1, 2]
+    assert steps(session) == list(range(len(session.history)))

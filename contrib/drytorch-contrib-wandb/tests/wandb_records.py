@@ -105,6 +105,10 @@ class Session:
         """``(epoch, value)`` of each row that holds ``key``."""
         return [(row['epoch'], row[key]) for row in self.history if key in row]
 
+    def step_rows(self, key: str) -> list[tuple[int, float]]:
+        """``(global_step, value)`` of each row that holds ``key``."""
+        return [(row['global_step'], row[key]) for row in self.history if key in row]
+
     def keys(self) -> set[str]:
         """The history keys the tracker logged (W&B's own ``_*`` left out)."""
         return {key for row in self.history for key in row if not key.startswith('_')}

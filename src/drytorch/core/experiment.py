@@ -14,6 +14,7 @@ import logging
 import os
 import pathlib
 import re
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Generic, Literal, TypeVar
@@ -40,6 +41,7 @@ ConfigT = TypeVar('ConfigT')
 _LOGGER = logging.getLogger('drytorch')
 _UNFINISHED = ('crashed', 'failed', 'created')
 RECORD_VERSION = 1
+_CREATION_WAIT_S = 30.0  # how long a racing creator may take to write its record
 _STEP = 'create_run()'  # what every process of a distributed run calls
 
 
@@ -275,11 +277,42 @@ class Experiment(Generic[ConfigT]):
                 target,
                 self.name,
             )
-            try:
-                return self._new_run(target, seed, deterministic)
-            except exceptions.RunAlreadyExistsError:  # another process won the race
-                record = self.registry.read(self.key, target)
+            found = self._create_or_await(target, seed, deterministic)
+            if isinstance(found, Run):
+                return found
+            record = found
         return self._resume(record, seed, deterministic)
+
+    def _create_or_await(
+        self, run_id: str, seed: int | None, deterministic: bool | None
+    ) -> Run[ConfigT] | registry.RunRecord:
+        """Create ``run_id``, or read it once the process that won the race wrote it.
+
+        The winner claims the run's lock before it writes the record, so the
+        loser may find neither: it polls until the record appears, and retries
+        the creation if the winner died before writing it (its lock is then
+        free again).
+        """
+        deadline = time.monotonic() + _CREATION_WAIT_S
+        while True:
+            try:
+                return self._new_run(run_id, seed, deterministic)
+            except exceptions.RunAlreadyExistsError:  # another process won the race
+                pass
+            while True:
+                try:
+                    return self.registry.read(self.key, run_id)
+                except FileNotFoundError:
+                    if time.monotonic() > deadline:
+                        raise exceptions.RegistryError(
+                            f'Run {run_id!r} of experiment {self.name!r} is being '
+                            f'created by another process, which has not written '
+                            f'its record in {_CREATION_WAIT_S:.0f} s. Check that '
+                            'process, or resume the run again once it finished.'
+                        ) from None
+                    time.sleep(0.02)
+                    if not self.registry.lock(self.key, run_id).held_elsewhere():
+                        break  # the creator is gone: try to create it again
 
     def list_runs(
         self,

@@ -25,6 +25,7 @@ __all__ = [
     'RunStartEvent',
     'RunStatus',
     'RunStopEvent',
+    'StepMetricsEvent',
     'TerminationEvent',
     'TestEndEvent',
     'TestStartEvent',
@@ -192,7 +193,8 @@ class IterateBatchEvent:
     Attributes:
         source_name: the runner's name.
         batch: the 1-based index of the batch just finished.
-        n_batches: batches in the epoch.
+        n_batches: batches in the epoch; ``None`` for a loader without a
+            length (a stream).
         batch_size: samples in the batch.
         live_metrics: returns the running metrics as floats. Calling it
             synchronises with the device: trackers call it at a throttled
@@ -201,7 +203,7 @@ class IterateBatchEvent:
 
     source_name: str
     batch: int
-    n_batches: int
+    n_batches: int | None
     batch_size: int
     live_metrics: Callable[[], Mapping[str, float]]
 
@@ -220,6 +222,30 @@ class MetricsEvent:
     model_name: str
     source_name: str
     epoch: int
+    metrics: Mapping[str, float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepMetricsEvent:
+    """Metrics of a model at an optimizer step, for curves by step.
+
+    From the trainer (``source_name`` is its name): the means of its loss and
+    metrics over the steps since its previous event, every
+    ``step_metrics_every`` steps. From a validation run every N steps
+    (``add_validation(every_steps=N)``): its metrics at that step.
+
+    Attributes:
+        model_name: the model measured.
+        source_name: who measured it (``Trainer``, ``Validation``).
+        epoch: the epoch in progress (counted from 1).
+        step: the optimizer steps taken so far, over the whole training.
+        metrics: metric names and values, the loss first when there is one.
+    """
+
+    model_name: str
+    source_name: str
+    epoch: int
+    step: int
     metrics: Mapping[str, float]
 
 

@@ -338,6 +338,14 @@ class PluginHost:
             self._keeper.on_metrics(event)
         self._track('on_metrics', event)
 
+    def handles_step_metrics(self) -> bool:
+        """Return whether any plugin implements ``on_step_metrics``."""
+        return bool(self._implementations('on_step_metrics'))
+
+    def on_step_metrics(self, event: Any) -> None:
+        """Deliver a ``StepMetricsEvent``."""
+        self._track('on_step_metrics', event)
+
     def on_learning_rate(self, event: Any) -> None:
         """Deliver a ``LearningRateEvent``."""
         self._track('on_learning_rate', event)

@@ -39,6 +39,7 @@ ENV_VARS = {
     'deterministic': 'DRYTORCH_DETERMINISTIC',
     'slow_tracker_seconds': 'DRYTORCH_SLOW_TRACKER_SECONDS',
     'distributed_timeout': 'DRYTORCH_DISTRIBUTED_TIMEOUT',
+    'step_metrics_every': 'DRYTORCH_STEP_METRICS_EVERY',
 }
 _TRUE = {'1', 'true', 'yes', 'on'}
 _FALSE = {'0', 'false', 'no', 'off', ''}
@@ -66,6 +67,9 @@ class Settings:
             DRYTorch initialises, the seconds a collective waits for the
             other processes before it fails (a rank that hangs then fails the
             run instead of stalling it); None keeps torch's default (10 min).
+        step_metrics_every: the trainer reports the means of its metrics
+            over the last this many optimizer steps (``on_step_metrics``),
+            when a tracker takes them; 0 turns it off.
         plugin_tables: ``[tool.drytorch.<name>]`` tables, owned by plugins.
         source: the pyproject.toml the settings came from, if any.
     """
@@ -82,6 +86,7 @@ class Settings:
     deterministic: bool | None = None
     slow_tracker_seconds: float = 60.0
     distributed_timeout: float | None = None
+    step_metrics_every: int = 50
     plugin_tables: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
@@ -210,6 +215,16 @@ def _convert(key: str, value: Any, base: pathlib.Path, origin: str) -> Any:
                 f'{origin}: {key} must be a positive number of seconds, got {value!r}.'
             )
         return seconds
+    if key == 'step_metrics_every':
+        number = value.strip() if isinstance(value, str) else value
+        if isinstance(number, str) and number.isdigit():
+            number = int(number)
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise exceptions.SettingsError(
+                f'{origin}: {key} must be a whole number of steps (0 turns it '
+                f'off), got {value!r}.'
+            )
+        return number
     raise AssertionError(key)  # pragma: no cover - every known key is handled
 
 

@@ -3,7 +3,9 @@
 Each receives one immutable event from ``drytorch.core.log_events``. They fire
 on the main process only, at most once per epoch, except ``on_batch_end``,
 which fires per batch and must stay cheap: do not call
-``event.live_metrics()`` on every batch, it synchronises with the device.
+``event.live_metrics()`` on every batch, it synchronises with the device;
+and ``on_step_metrics``, which fires every ``step_metrics_every`` steps (and
+at validations run every N steps) for trackers that plot by step.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
         IterateBatchEvent,
         LearningRateEvent,
         MetricsEvent,
+        StepMetricsEvent,
         TerminationEvent,
         TestEndEvent,
         TestStartEvent,
@@ -63,6 +66,16 @@ def on_batch_end(event: IterateBatchEvent, run: RunView | None) -> None:
 @hookspec
 def on_metrics(event: MetricsEvent, run: RunView | None) -> None:
     """Tracking: metrics of a model from one source at one epoch."""
+
+
+@hookspec
+def on_step_metrics(event: StepMetricsEvent, run: RunView | None) -> None:
+    """Tracking: metrics at an optimizer step (recent training steps, or a validation).
+
+    The trainer reads its running values from the device only when some
+    plugin implements this hook: implementing it costs one synchronisation
+    every ``step_metrics_every`` steps.
+    """
 
 
 @hookspec

@@ -36,15 +36,17 @@ __all__ = [
     'check_fits',
 ]
 
-CHECKPOINT_FORMAT = 3
-"""Version of the checkpoint content; formats 1 and 2 load too.
+CHECKPOINT_FORMAT = 4
+"""Version of the checkpoint content; formats 1 to 3 load too.
 
 Format 1 held epoch boundaries only; format 2 added positions inside epochs;
 format 3 stores the random states and the loss's running sums as plain data
-(numbers and text), which saves faster than tensors.
+(numbers and text), which saves faster than tensors; format 4 adds one
+optimizer per submodule schema, the torch schedulers, the post-step hooks and
+the model's own state (averaged weights).
 """
 
-READABLE_FORMATS = (1, 2, CHECKPOINT_FORMAT)
+READABLE_FORMATS = (1, 2, 3, CHECKPOINT_FORMAT)
 """The formats a trainer loads: old checkpoints stay usable after an upgrade."""
 
 
@@ -133,6 +135,7 @@ class Resumed:
     loader: Any  # the loader's state at the start of the epoch
     discard: int  # batches to drop from a loader that cannot skip them
     window: int = 0  # batches whose accumulated gradients were restored
+    batches: Any = None  # the live iterator of an epoch paused in this process
 
 
 class Checkpointer:
@@ -239,14 +242,17 @@ class Checkpointer:
             'batch': batch,
             'step': trainer.steps,
             'model': trainer.model.module.state_dict(),
-            'optimizer': trainer.optimizer.state_dict(),
+            'model_own': trainer.model.own_state_dict(),
+            **_optimizer_states(trainer),
             'scaler': trainer.scaler.state_dict(),
-            'learning': {
-                'factor': trainer.lr_factor,
-                'base_lr': _plain(trainer.learning_schema.base_lr),
+            'learning': _learning_state(trainer),
+            'lr_schedulers': {
+                part: scheduler.state_dict()
+                for part, scheduler in trainer.lr_schedulers.items()
             },
             'pre_epoch_hooks': trainer.pre_epoch_hooks.state_dict(),
             'post_epoch_hooks': trainer.post_epoch_hooks.state_dict(),
+            'post_step_hooks': trainer.post_step_hooks.state_dict(),
             'rng': own['rng'],
             'loader': loader_state,
             'objective': own['objective'],
@@ -297,19 +303,29 @@ class Checkpointer:
                 ) from err
         try:
             model.module.load_state_dict(_plain_state(state['model']))
-            trainer.optimizer.load_state_dict(state['optimizer'])
+            model.load_own_state_dict(state.get('model_own') or {})
+            for part, saved in _saved_optimizers(trainer, state).items():
+                trainer.optimizers[part].load_state_dict(saved)
+            for part, scheduler in trainer.lr_schedulers.items():
+                scheduler.load_state_dict(state['lr_schedulers'][part])
         except (RuntimeError, ValueError, KeyError) as err:
             raise exceptions.CheckpointError(
                 f'The checkpoint of {location} does not fit this model or optimizer: '
                 f'{err}'
             ) from err
         trainer.scaler.load_state_dict(state['scaler'])
-        trainer.lr_factor = float(state['learning']['factor'])
-        trainer.learning_schema = dataclasses.replace(
-            trainer.learning_schema, base_lr=state['learning']['base_lr']
-        )
+        learning = state['learning']
+        trainer.lr_factor = float(learning['factor'])
+        base_lrs = learning.get('base_lrs') or {
+            next(iter(trainer.learning_schemas)): learning['base_lr']
+        }
+        for part, base_lr in base_lrs.items():
+            trainer.learning_schemas[part] = dataclasses.replace(
+                trainer.learning_schemas[part], base_lr=base_lr
+            )
         trainer.pre_epoch_hooks.load_state_dict(state['pre_epoch_hooks'])
         trainer.post_epoch_hooks.load_state_dict(state['post_epoch_hooks'])
+        trainer.post_step_hooks.load_state_dict(state.get('post_step_hooks', []))
         rng.set_states(own['rng'])
         trainer._resumed = None
         discard = 0
@@ -322,7 +338,8 @@ class Checkpointer:
                 loader.load_sampler_state(loader_state)
         else:
             discard = batch  # the loader cannot skip: drop its first batches
-        trainer.optimizer.zero_grad(set_to_none=True)  # no stale window
+        for optimizer in trainer.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)  # no stale window
         trainer._window = 0
         window = _restore_window(trainer, location, own) if batch else 0
         if batch:
@@ -330,7 +347,10 @@ class Checkpointer:
         else:
             trainer.loss.reset()
         model.epoch = int(state['epoch'])
-        trainer.steps = int(state.get('step', model.epoch * len(loader) + batch))
+        if 'step' in state:
+            trainer.steps = int(state['step'])
+        else:  # formats 1 and 2: one step per batch
+            trainer.steps = model.epoch * len(loader) + batch
         trainer._terminated = state.get('terminated')
         trainer._keep_termination = trainer._terminated is not None
         self.ranks = {
@@ -439,11 +459,26 @@ def check_fits(
         and isinstance(value, torch.Tensor)
         and value.shape != current[key].shape
     )
-    optimizer = state.get('optimizer')
-    groups = optimizer.get('param_groups') if isinstance(optimizer, Mapping) else None
-    sizes = [len(group['params']) for group in trainer.optimizer.param_groups]
-    if groups is None or [len(group.get('params', ())) for group in groups] != sizes:
-        problems.append('the optimizer has other parameter groups')
+    try:
+        trainer.model.check_own_state_dict(state.get('model_own') or {})
+    except ValueError as err:
+        problems.append(str(err))
+    saved_optimizers = _saved_optimizers(trainer, state)
+    for part, optimizer in trainer.optimizers.items():
+        found = saved_optimizers.get(part)
+        groups = found.get('param_groups') if isinstance(found, Mapping) else None
+        sizes = [len(group['params']) for group in optimizer.param_groups]
+        if groups is None or [len(g.get('params', ())) for g in groups] != sizes:
+            which = f'the optimizer of {part!r}' if part else 'the optimizer'
+            problems.append(f'{which} has other parameter groups')
+    saved_schedulers = state.get('lr_schedulers') or {}
+    if set(saved_schedulers) != set(trainer.lr_schedulers):
+        problems.append(
+            'the torch schedulers differ: saved for '
+            f'{sorted(saved_schedulers) or "none"}, built for '
+            f'{sorted(trainer.lr_schedulers) or "none"} (give the same schedules '
+            'before loading; change them with update_learning_rate() after)'
+        )
     if problems:
         raise exceptions.CheckpointError(
             f'The checkpoint of {location} does not fit this model or '
@@ -452,6 +487,7 @@ def check_fits(
     for key, registry in (
         ('pre_epoch_hooks', trainer.pre_epoch_hooks),
         ('post_epoch_hooks', trainer.post_epoch_hooks),
+        ('post_step_hooks', trainer.post_step_hooks),
     ):
         if len(state.get(key, ())) != len(registry):
             raise exceptions.CheckpointError(
@@ -489,6 +525,40 @@ def _run_seed() -> int | None:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optimizer_states(trainer: Trainer[Any, Any, Any]) -> dict[str, Any]:
+    """Return the optimizer's state, or with one per submodule, each by name."""
+    if list(trainer.optimizers) == ['']:
+        return {'optimizer': trainer.optimizers[''].state_dict()}
+    return {
+        'optimizers': {
+            part: optimizer.state_dict()
+            for part, optimizer in trainer.optimizers.items()
+        }
+    }
+
+
+def _saved_optimizers(
+    trainer: Trainer[Any, Any, Any], state: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return the saved optimizer states by the trainer's names (what matches)."""
+    if 'optimizers' in state and isinstance(state['optimizers'], Mapping):
+        return dict(state['optimizers'])
+    if list(trainer.optimizers) == [''] and 'optimizer' in state:
+        return {'': state['optimizer']}
+    return {}
+
+
+def _learning_state(trainer: Trainer[Any, Any, Any]) -> dict[str, Any]:
+    base_lrs = {
+        part: _plain(schema.base_lr)
+        for part, schema in trainer.learning_schemas.items()
+    }
+    learning: dict[str, Any] = {'factor': trainer.lr_factor, 'base_lrs': base_lrs}
+    if list(base_lrs) == ['']:
+        learning['base_lr'] = base_lrs['']  # as formats 1 to 3 had it
+    return learning
 
 
 def _plain(value: Any) -> Any:

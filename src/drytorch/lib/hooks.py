@@ -235,18 +235,22 @@ class MetricMonitor:
     def record(self, trainer: Trainer[Any, Any, Any]) -> bool | None:
         """Record the metric's value at this epoch; return whether it improved.
 
-        Returns ``None``, recording nothing, at epochs where the monitored
-        validation did not run (a validation interval longer than one epoch):
-        its last values are not new measurements.
+        Returns ``None``, recording nothing, at epochs (or, as a post-step
+        hook, at steps) where the monitored validation did not run (a
+        validation interval longer than one epoch, a step between step
+        validations): its last values are not new measurements.
         """
         runner = self.monitor or trainer.validation or trainer
         validation = trainer.validation
         if (
             validation is not None
             and runner is validation
-            and validation.computed_epoch != trainer.model.epoch
+            and (
+                validation.computed_epoch != trainer.model.epoch
+                or validation.computed_step not in (None, trainer.steps)
+            )
         ):
-            return None  # not validated at this epoch: nothing new
+            return None  # not validated at this epoch or step: nothing new
         metrics = runner.computed_metrics
         if not metrics:
             raise exceptions.TrainingError(

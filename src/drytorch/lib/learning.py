@@ -1,17 +1,25 @@
 """``LearningSchema``: everything that decides how parameters are updated.
 
-The optimizer class, its settings, the learning rate(s), the schedule and the
-gradient operation live in one frozen value. A run can therefore record it as
-configuration (see ``describe()``), compare it when resuming, and rebuild the
-same optimizer for any module with ``build_optimizer()``.
+The optimizer class, its settings, the learning rate(s), the schedule (by
+epoch or by optimizer step) and the gradient operation live in one frozen
+value. A run can therefore record it as configuration (see ``describe()``),
+compare it when resuming, and rebuild the same optimizer for any module with
+``build_optimizer()``.
+
+The schedule is either one of ``drytorch.lib.schedulers`` (a pure function
+of the epoch or step: nothing to save) or a factory of a
+``torch.optim.lr_scheduler`` scheduler, such as
+``functools.partial(OneCycleLR, max_lr=0.1, total_steps=1000)``, which the
+trainer builds on its optimizer and whose state checkpoints keep.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
 
 import torch
 from torch import nn
@@ -20,7 +28,13 @@ from drytorch.core.exceptions import LearningSchemaError
 from drytorch.lib.gradient_ops import GradientOp, NoOp
 from drytorch.lib.schedulers import AbstractScheduler, ConstantScheduler
 
-__all__ = ['LearningSchema']
+__all__ = ['LearningSchema', 'SchedulerFactory']
+
+SchedulerFactory: TypeAlias = Callable[
+    [torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler
+]
+"""Builds a torch learning-rate scheduler on an optimizer (e.g. a ``partial``)."""
+Interval: TypeAlias = Literal['epoch', 'step']
 
 _Betas = tuple[float, float]
 _CONSTANT = ConstantScheduler()
@@ -66,10 +80,17 @@ class LearningSchema:
             submodule names (dotted paths such as ``'encoder.layer1'``) to
             learning rates; the named submodules must cover every trainable
             parameter exactly once.
-        scheduler: how the learning rate changes with the epoch.
+        scheduler: how the learning rate changes: a drytorch schedule, a
+            function of the epoch (or the step, see ``interval``), or a
+            factory that builds a ``torch.optim.lr_scheduler`` scheduler on
+            the optimizer.
         optimizer_defaults: further keyword arguments of ``optimizer_cls``
             (not ``lr``: that is ``base_lr``).
         gradient_op: applied to the gradients before each optimizer step.
+        interval: ``'epoch'`` (default): the schedule moves once per epoch
+            (a torch scheduler steps after each epoch); ``'step'``: it moves
+            at every optimizer step (a drytorch schedule is then called with
+            the number of steps taken, a torch one steps after each).
 
     Raises:
         LearningSchemaError: an argument cannot describe an optimizer.
@@ -77,9 +98,10 @@ class LearningSchema:
 
     optimizer_cls: type[torch.optim.Optimizer]
     base_lr: float | Mapping[str, float]
-    scheduler: AbstractScheduler = _CONSTANT
+    scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT
     optimizer_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     gradient_op: GradientOp = _NO_OP
+    interval: Interval = 'epoch'
 
     def __post_init__(self) -> None:
         if not (
@@ -112,9 +134,10 @@ class LearningSchema:
                 'as base_lr.'
             )
         object.__setattr__(self, 'optimizer_defaults', dict(self.optimizer_defaults))
-        if not isinstance(self.scheduler, AbstractScheduler):
+        _check_scheduler(self.scheduler)
+        if self.interval not in ('epoch', 'step'):
             raise LearningSchemaError(
-                f'scheduler must be an AbstractScheduler, got {self.scheduler!r}.'
+                f"interval must be 'epoch' or 'step', got {self.interval!r}."
             )
         if not callable(self.gradient_op):
             raise LearningSchemaError(
@@ -129,8 +152,9 @@ class LearningSchema:
         lr: float | Mapping[str, float],
         betas: _Betas,
         weight_decay: float,
-        scheduler: AbstractScheduler,
+        scheduler: AbstractScheduler | SchedulerFactory,
         gradient_op: GradientOp,
+        interval: Interval,
     ) -> LearningSchema:
         """Build a schema for an optimizer of Adam's family (betas, weight decay)."""
         return cls(
@@ -139,6 +163,7 @@ class LearningSchema:
             scheduler,
             {'betas': tuple(betas), 'weight_decay': weight_decay},
             gradient_op,
+            interval,
         )
 
     @classmethod
@@ -147,12 +172,13 @@ class LearningSchema:
         lr: float | Mapping[str, float] = 1e-3,
         betas: _Betas = (0.9, 0.999),
         weight_decay: float = 0.0,
-        scheduler: AbstractScheduler = _CONSTANT,
+        scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT,
         gradient_op: GradientOp = _NO_OP,
+        interval: Interval = 'epoch',
     ) -> LearningSchema:
         """Adam (with L2 penalty ``weight_decay`` added to the gradients)."""
         return cls._adam_like(
-            torch.optim.Adam, lr, betas, weight_decay, scheduler, gradient_op
+            torch.optim.Adam, lr, betas, weight_decay, scheduler, gradient_op, interval
         )
 
     @classmethod
@@ -161,12 +187,13 @@ class LearningSchema:
         lr: float | Mapping[str, float] = 1e-3,
         betas: _Betas = (0.9, 0.999),
         weight_decay: float = 1e-2,
-        scheduler: AbstractScheduler = _CONSTANT,
+        scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT,
         gradient_op: GradientOp = _NO_OP,
+        interval: Interval = 'epoch',
     ) -> LearningSchema:
         """AdamW: Adam with decoupled weight decay."""
         return cls._adam_like(
-            torch.optim.AdamW, lr, betas, weight_decay, scheduler, gradient_op
+            torch.optim.AdamW, lr, betas, weight_decay, scheduler, gradient_op, interval
         )
 
     @classmethod
@@ -176,8 +203,9 @@ class LearningSchema:
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
-        scheduler: AbstractScheduler = _CONSTANT,
+        scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT,
         gradient_op: GradientOp = _NO_OP,
+        interval: Interval = 'epoch',
     ) -> LearningSchema:
         """Stochastic gradient descent, optionally with (Nesterov) momentum.
 
@@ -195,6 +223,7 @@ class LearningSchema:
             scheduler,
             {'momentum': momentum, 'weight_decay': weight_decay, 'nesterov': nesterov},
             gradient_op,
+            interval,
         )
 
     @classmethod
@@ -203,12 +232,13 @@ class LearningSchema:
         lr: float | Mapping[str, float] = 1e-3,
         betas: _Betas = (0.9, 0.999),
         weight_decay: float = 0.0,
-        scheduler: AbstractScheduler = _CONSTANT,
+        scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT,
         gradient_op: GradientOp = _NO_OP,
+        interval: Interval = 'epoch',
     ) -> LearningSchema:
         """RAdam: Adam with a rectified adaptive rate, steadier early on."""
         return cls._adam_like(
-            torch.optim.RAdam, lr, betas, weight_decay, scheduler, gradient_op
+            torch.optim.RAdam, lr, betas, weight_decay, scheduler, gradient_op, interval
         )
 
     def __hash__(self) -> int:
@@ -295,13 +325,49 @@ class LearningSchema:
                 f'{dict(self.optimizer_defaults)}: {error}'
             ) from error
 
+    @property
+    def torch_scheduler(self) -> bool:
+        """Whether the schedule is a torch scheduler's factory (it has state)."""
+        return not isinstance(self.scheduler, AbstractScheduler)
+
+    def build_lr_scheduler(
+        self, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """Build the torch scheduler on ``optimizer`` (``None`` for a drytorch one).
+
+        Raises:
+            LearningSchemaError: the factory fails or builds something else.
+        """
+        factory = self.scheduler
+        if isinstance(factory, AbstractScheduler):
+            return None
+        try:
+            built = factory(optimizer)
+        except (TypeError, ValueError) as error:
+            raise LearningSchemaError(
+                f'The scheduler factory {factory!r} failed on the optimizer: {error}'
+            ) from error
+        if isinstance(built, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise LearningSchemaError(_PLATEAU)
+        if not isinstance(built, torch.optim.lr_scheduler.LRScheduler):
+            raise LearningSchemaError(
+                f'The scheduler factory {factory!r} returned {built!r}, not a '
+                'torch.optim.lr_scheduler scheduler.'
+            )
+        return built
+
     def lr_at(self, epoch: int, factor: float = 1.0) -> list[float]:
         """Return each group's learning rate at ``epoch``, times ``factor``.
 
-        The order is that of ``param_groups``, so the rates can be assigned to
-        ``optimizer.param_groups`` one by one.
+        ``epoch`` is the optimizer step with ``interval='step'``. The order is
+        that of ``param_groups``, so the rates can be assigned to
+        ``optimizer.param_groups`` one by one. A torch scheduler sets the
+        rates itself: this returns the base rates then.
         """
-        return [self.scheduler(lr, epoch) * factor for _, lr in self._group_lrs()]
+        scheduler = self.scheduler
+        if not isinstance(scheduler, AbstractScheduler):
+            return [lr * factor for _, lr in self._group_lrs()]
+        return [scheduler(lr, epoch) * factor for _, lr in self._group_lrs()]
 
     def describe(self) -> dict[str, Any]:
         """Describe the schema with TOML-friendly values, for run metadata."""
@@ -316,4 +382,49 @@ class LearningSchema:
             'optimizer_defaults': _toml_value(self.optimizer_defaults),
             'scheduler': repr(self.scheduler),
             'gradient_op': repr(self.gradient_op),
+            'interval': self.interval,
         }
+
+
+_PLATEAU = (
+    "torch's ReduceLROnPlateau needs a metric at each step: use the hook "
+    'drytorch.lib.hooks.ReduceLROnPlateau(metric=..., monitor=...) instead, '
+    'registered in trainer.post_epoch_hooks.'
+)
+
+
+def _check_scheduler(scheduler: object) -> None:
+    """Accept a drytorch schedule or a torch scheduler's factory (not a scheduler)."""
+    if isinstance(scheduler, AbstractScheduler):
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+        raise LearningSchemaError(
+            f'scheduler is a torch scheduler already built ({scheduler!r}); pass a '
+            'factory that builds it on the optimizer instead, e.g. '
+            'functools.partial(OneCycleLR, max_lr=0.1, total_steps=1000).'
+        )
+    target = getattr(scheduler, 'func', scheduler)  # a functools.partial's class
+    if isinstance(target, type) and issubclass(
+        target, torch.optim.lr_scheduler.ReduceLROnPlateau
+    ):
+        raise LearningSchemaError(_PLATEAU)
+    if not callable(scheduler) or not _takes_one_argument(scheduler):
+        raise LearningSchemaError(
+            'scheduler must be a drytorch schedule (an AbstractScheduler from '
+            'drytorch.lib.schedulers) or a factory that takes the optimizer and '
+            'builds a torch.optim.lr_scheduler scheduler, got '
+            f'{scheduler!r}.'
+        )
+
+
+def _takes_one_argument(factory: Callable[..., Any]) -> bool:
+    """Whether ``factory(optimizer)`` binds (an unknown signature is accepted)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(None)
+    except TypeError:
+        return False
+    return True

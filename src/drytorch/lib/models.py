@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from drytorch.core import distributed, registering
 
-__all__ = ['Model', 'default_device']
+if TYPE_CHECKING:
+    from drytorch.lib.averaging import AveragedModel, EMAModel, SWAModel
+
+__all__ = ['AveragedModel', 'EMAModel', 'Model', 'SWAModel', 'default_device']
+
+_AVERAGING = frozenset({'AveragedModel', 'EMAModel', 'SWAModel'})
+
+
+def __getattr__(name: str) -> Any:
+    """Import the averaged models on first use: their module imports this one."""
+    if name in _AVERAGING:
+        from drytorch.lib import averaging
+
+        return getattr(averaging, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 
 Input = TypeVar('Input', contravariant=True)
 Output = TypeVar('Output', covariant=True)
@@ -95,6 +110,8 @@ class Model(Generic[Input, Output]):
         self.module.to(self.device)
         if options is not None and compiled is None:
             compiled = _compile(self.module, options)
+        # how a subclass compiles a module of its own (None: not compiled)
+        self._compile_options = None if compiled is None else (options or {})
         self.distributed: nn.Module | None = None
         if should_distribute and distributed.current().size > 1:
             self.distributed = _wrap(
@@ -111,12 +128,47 @@ class Model(Generic[Input, Output]):
     def __call__(self, inputs: Input) -> Output:
         """Run the module on ``inputs`` (under autocast with mixed precision)."""
         module = self._training if torch.is_grad_enabled() else self._evaluating
+        return self._forward(module, inputs)
+
+    def _forward(self, module: nn.Module, inputs: Input) -> Output:
+        """Run ``module`` on ``inputs`` (under autocast with mixed precision)."""
         if self.mixed_precision:
             with torch.autocast(self.device.type):
                 mixed: Output = module(inputs)
             return mixed
         output: Output = module(inputs)
         return output
+
+    def post_batch_update(self) -> None:
+        """Update after each optimizer step (the trainer calls it); no-op here.
+
+        Subclasses that follow the weights (``EMAModel``) update here.
+        """
+
+    def post_epoch_update(self) -> None:
+        """Update after each training epoch, before validation; no-op here.
+
+        The trainer calls it once ``epoch`` counts the finished epoch;
+        subclasses that average per epoch (``SWAModel``) update here.
+        """
+
+    def own_state_dict(self) -> dict[str, Any]:
+        """Return the state the model holds beyond its module (none here).
+
+        Checkpoints save it beside the module's state dict, so that a
+        subclass with state of its own (averaged weights) resumes exactly.
+        """
+        return {}
+
+    def check_own_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` if ``state`` cannot be loaded whole (never here).
+
+        Checkpoints call it before loading anything, so that a refused
+        checkpoint changes nothing.
+        """
+
+    def load_own_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``own_state_dict`` returned (nothing here)."""
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name={self.name!r}, device={self.device})'

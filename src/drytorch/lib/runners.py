@@ -13,7 +13,7 @@ it and are read once, at the end of the epoch. Progress displays get a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 import torch
@@ -39,11 +39,24 @@ Output = TypeVar('Output')
 
 
 class SizedLoader(Protocol):
-    """What a runner needs of a loader: batches of (inputs, targets), and a length."""
+    """What a runner needs of a loader: batches of (inputs, targets), and a length.
+
+    A loader whose ``len()`` raises ``TypeError`` (a torch loader over an
+    ``IterableDataset``, a stream) works too: its epochs end when its
+    iterator does, and progress displays get no total.
+    """
 
     def __iter__(self) -> Any: ...
 
     def __len__(self) -> int: ...
+
+
+def loader_length(loader: Any) -> int | None:
+    """Return the batches of ``loader``, or ``None`` when it cannot tell."""
+    try:
+        return len(loader)
+    except TypeError:  # an iterable dataset, a generator: no length
+        return None
 
 
 def to_device(data: Any, device: torch.device) -> Any:
@@ -103,13 +116,16 @@ class ModelRunner(Generic[Input, Target, Output]):
     Args:
         model: the model; it must belong to the active run.
         loader: yields ``(inputs, targets)`` batches and has a length.
-        objective: what to measure (a metric, a collection or a loss).
+        objective: what to measure (a metric, a collection or a loss; a
+            torchmetrics metric is wrapped with ``as_objective``).
         name: the runner's name in reports; defaults to the class name.
 
     Attributes:
         computed_metrics: the metrics of the last epoch, as floats.
         computed_epoch: the model's epoch when ``computed_metrics`` were
             computed (``None`` before the first run).
+        computed_step: the trainer's optimizer steps when a validation
+            computed them during training (``None`` otherwise).
         outputs_list: the outputs of the last epoch when stored (detached,
             on the CPU).
     """
@@ -117,20 +133,25 @@ class ModelRunner(Generic[Input, Target, Output]):
     reports = True
     """Whether the runner tells the trackers about itself and its batches."""
 
+    _batches: Iterator[Any] | None = None  # the running epoch's iterator
+
     def __init__(
         self,
         model: Model[Input, Output],
         *,
         loader: SizedLoader,
-        objective: objectives.Objective[Output, Target],
+        objective: objectives.Objective[Output, Target] | objectives.StatefulMetric,
         name: str = '',
     ) -> None:
         self.model = model
         self.loader = loader
-        self.objective = objective
+        # A torchmetrics metric is wrapped, anything else refused, here and
+        # not after an epoch of work.
+        self.objective = objectives.as_objective(objective)
         self.name = name or type(self).__name__
         self.computed_metrics: dict[str, float] = {}
         self.computed_epoch: int | None = None
+        self.computed_step: int | None = None
         self.outputs_list: list[Output] = []
         self._registered_in: registering.RunKey | None = None
 
@@ -157,7 +178,12 @@ class ModelRunner(Generic[Input, Target, Output]):
             get_host().on_actor_register(event)
 
     def _run_epoch(
-        self, *, store_outputs: bool = False, done: int = 0, discard: int = 0
+        self,
+        *,
+        store_outputs: bool = False,
+        done: int = 0,
+        discard: int = 0,
+        batches: Iterator[Any] | None = None,
     ) -> dict[str, float]:
         """Run every batch of the loader once; return the aggregated metrics.
 
@@ -168,15 +194,19 @@ class ModelRunner(Generic[Input, Target, Output]):
                 reset and the batches are numbered from ``done + 1``.
             discard: batches to draw from the loader and drop first (a
                 loader that cannot skip them itself).
+            batches: the iterator to go on with (an epoch paused in this
+                process); by default a new one from the loader.
         """
         host = get_host()
         device = self.model.device
         progress = self.reports and host.handles_batches()
-        n_batches = len(self.loader)
+        n_batches = loader_length(self.loader)
         if not done:
             self.objective.reset()
         self.outputs_list = []
-        batches = iter(self.loader)
+        if batches is None:
+            batches = iter(self.loader)
+        self._batches = batches  # what a trainer pausing the epoch goes on with
         for _ in range(discard):
             next(batches, None)
         batch = done
@@ -195,11 +225,16 @@ class ModelRunner(Generic[Input, Target, Output]):
                 f'{self.name}: the loader of model {self.model.name!r} yielded no '
                 'batch (is the dataset smaller than one batch in training mode?).'
             )
+        return self._finish_epoch()
+
+    def _finish_epoch(self) -> dict[str, float]:
+        """Compute the epoch's metrics (of every process), read them on the host."""
         if distributed.current().size > 1:  # one collective per epoch
             self.objective.all_reduce()
         computed = self.objective.compute()
         self.computed_metrics = {name: value.item() for name, value in computed.items()}
         self.computed_epoch = self.model.epoch
+        self.computed_step = None
         return self.computed_metrics
 
     def _run_batch(self, inputs: Input, targets: Target) -> Output:
@@ -255,7 +290,8 @@ class Evaluation(ModelRunner[Input, Target, Output]):
     Args:
         model: the model to measure.
         loader: the batches to measure it on.
-        metric: what to measure (a metric, a collection, or a loss).
+        metric: what to measure (a metric, a collection, or a loss; a
+            torchmetrics metric is wrapped with ``as_objective``).
         name: the name in reports; defaults to the class name.
     """
 
@@ -264,7 +300,7 @@ class Evaluation(ModelRunner[Input, Target, Output]):
         model: Model[Input, Output],
         *,
         loader: SizedLoader,
-        metric: objectives.Objective[Output, Target],
+        metric: objectives.Objective[Output, Target] | objectives.StatefulMetric,
         name: str = '',
     ) -> None:
         super().__init__(model, loader=loader, objective=metric, name=name)
@@ -283,10 +319,33 @@ class Diagnostic(Evaluation[Input, Target, Output]):
 class Validation(Evaluation[Input, Target, Output]):
     """Measures a model during training and reports at the model's epoch."""
 
-    def __call__(self, *, store_outputs: bool = False) -> dict[str, float]:
-        """Run the loader once in inference mode, report and return the metrics."""
+    def __call__(
+        self, *, store_outputs: bool = False, step: int | None = None
+    ) -> dict[str, float]:
+        """Run the loader once in inference mode, report and return the metrics.
+
+        Args:
+            store_outputs: keep the outputs, detached and on the CPU.
+            step: the trainer's optimizer steps, kept as ``computed_step``.
+        """
         metrics = self._evaluate(store_outputs=store_outputs)
+        self.computed_step = step
         self._report()
+        return metrics
+
+    def measure_at_step(self, step: int) -> dict[str, float]:
+        """Validate inside an epoch; report the metrics with the trainer's ``step``.
+
+        Trackers get them through ``on_step_metrics`` (curves by step), not
+        as the epoch's metrics.
+        """
+        metrics = self._evaluate()
+        self.computed_step = step
+        get_host().on_step_metrics(
+            log_events.StepMetricsEvent(
+                self.model.name, self.name, self.model.epoch, step, dict(metrics)
+            )
+        )
         return metrics
 
 

@@ -107,7 +107,8 @@ class TqdmLogger(tracking.Tracker):
             epoch = self._open_epoch(event)
             if epoch is None:
                 return
-        last = event.batch >= event.n_batches
+        total = event.n_batches  # None: a stream, its bar ends with the epoch
+        last = total is not None and event.batch >= total
         bar = epoch.bar
         if bar is not None:
             now = time.monotonic()
@@ -126,7 +127,8 @@ class TqdmLogger(tracking.Tracker):
         stale = self._epochs.pop(event.source_name, None)
         if stale is not None and stale.bar is not None:  # an epoch that broke off
             stale.bar.close()
-        if event.batch > event.n_batches:  # the loader's length was wrong
+        total = event.n_batches
+        if total is not None and event.batch > total:  # the length was wrong
             return None
         bar = self._new_bar(
             desc=self._desc(event.source_name),
@@ -198,7 +200,10 @@ class TqdmLogger(tracking.Tracker):
 
     @hookimpl
     def on_epoch_end(self, event: log_events.EpochEndEvent) -> None:
-        """Advance the training bar of the model."""
+        """Advance the training bar of the model; end an epoch bar without a total."""
+        unsized = self._epochs.pop(event.source_name, None)
+        if unsized is not None and unsized.bar is not None:
+            unsized.bar.close()
         bar = self._training.get(event.model_name)
         if bar is not None:
             bar.update(event.epoch - bar.n)

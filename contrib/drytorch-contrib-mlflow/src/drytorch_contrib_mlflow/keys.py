@@ -42,6 +42,7 @@ __all__ = [
     'params',
     'parse_metric_key',
     'run_location',
+    'step_metric_key',
     'tag_value',
 ]
 
@@ -95,6 +96,16 @@ def metric_key(model_name: str, source_name: str, metric_name: str) -> str:
     """
     parts = (key_part(model_name), key_part(source_name), key_part(metric_name))
     return _fit('/'.join(parts))
+
+
+def step_metric_key(model_name: str, source_name: str, metric_name: str) -> str:
+    """Return the MLflow key of a metric by optimizer step.
+
+    ``<model>/step/<source>/<metric>``: four parts, so never an epoch key
+    (``parse_metric_key`` leaves it out of the epoch history).
+    """
+    parts = (key_part(model_name), key_part(source_name), key_part(metric_name))
+    return _fit(f'{parts[0]}/step/{parts[1]}/{parts[2]}')
 
 
 def parse_metric_key(key: str) -> tuple[str, str, str] | None:

@@ -7,6 +7,9 @@ What maps to what (see the package README for the whole table):
 - the configuration is the run's params, flattened to dotted keys;
 - each metric of each source is the metric ``<model>/<source>/<metric>`` at
   step = the model's epoch;
+- each metric by optimizer step (``on_step_metrics``) is the metric
+  ``<model>/step/<source>/<metric>`` at step = the optimizer step, sent at
+  most every few seconds (``STEP_SEND_SECONDS``) and when training ends;
 - each saved checkpoint is a tag ``drytorch.checkpoint/<model>/epoch_<n>``
   holding its location and SHA-256 (the weights are uploaded only with
   ``log_checkpoints=True``);
@@ -25,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import time
 import warnings
@@ -43,10 +47,12 @@ if TYPE_CHECKING:
         MetricsEvent,
         RunStartEvent,
         RunStopEvent,
+        StepMetricsEvent,
     )
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-__all__ = ['INSTALL_HINT', 'MLflow']
+__all__ = ['INSTALL_HINT', 'STEP_SEND_SECONDS', 'MLflow']
 
 INSTALL_HINT = (
     'pip install drytorch-contrib-mlflow (or pip install mlflow-skinny '
@@ -56,6 +62,8 @@ STATE_FORMAT = 1
 # MLflow's limits on one log_batch request
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
+STEP_SEND_SECONDS = 5.0
+"""The most seconds step points wait to be sent: one request, not one per event."""
 
 _T = TypeVar('_T')
 
@@ -100,6 +108,8 @@ class _Active:
     experiment_id: str
     run_id: str
     checkpoints: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    steps: list[Metric] = dataclasses.field(default_factory=list)  # not sent yet
+    steps_sent: float = -math.inf  # time.monotonic() of the last send
 
 
 class MLflow(Tracker):
@@ -333,6 +343,43 @@ class MLflow(Tracker):
             active.client.log_batch(active.run_id, metrics=chunk)
 
     @hookimpl
+    def on_step_metrics(self, event: StepMetricsEvent) -> None:
+        """Keep the metrics at step = the optimizer step; send them every few seconds.
+
+        Step events can come every few steps: one request per event would
+        make a remote store slow the training down.
+        """
+        active = self._active
+        if active is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        active.steps.extend(
+            Metric(
+                keys.step_metric_key(event.model_name, event.source_name, name),
+                float(value),
+                now,
+                event.step,
+            )
+            for name, value in event.metrics.items()
+        )
+        if time.monotonic() - active.steps_sent >= STEP_SEND_SECONDS:
+            self._send_steps(active)
+
+    @hookimpl
+    def on_training_end(self) -> None:
+        """Send the step points kept so far."""
+        if self._active is not None:
+            self._send_steps(self._active)
+
+    def _send_steps(self, active: _Active) -> None:
+        points, active.steps = active.steps, []
+        active.steps_sent = time.monotonic()
+        for chunk in _chunks(points, _METRICS_PER_BATCH):
+            active.client.log_batch(active.run_id, metrics=chunk)
+
+    @hookimpl
     def on_checkpoint_save(self, event: CheckpointEvent) -> None:
         """Tag the checkpoint's location and SHA-256; upload it if asked."""
         active = self._active
@@ -383,6 +430,12 @@ class MLflow(Tracker):
         active, self._active = self._active, None
         if active is None:
             return
+        try:
+            self._send_steps(active)
+        finally:  # the run ends even if its last points could not be sent
+            self._terminate(active, event)
+
+    def _terminate(self, active: _Active, event: RunStopEvent) -> None:
         if event.status == 'completed':
             status = 'FINISHED'
         else:

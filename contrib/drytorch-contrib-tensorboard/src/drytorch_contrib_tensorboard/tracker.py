@@ -3,6 +3,7 @@
 Layout, one folder per run (``<par_dir>`` is the tracker's or the experiment's)::
 
     <par_dir>/tensorboard/<experiment>/<run id>/events.out.tfevents.*
+    <par_dir>/tensorboard/<experiment>/<run id>/steps/events.out.tfevents.*
 
 Point TensorBoard at ``<par_dir>/tensorboard`` to compare every run of every
 experiment, or at one experiment's folder. Each session of a run (its start,
@@ -15,11 +16,18 @@ What is written:
   epochs, validations, tests), at step = the model's epoch;
 - ``<model>/lr-group<i>``: the learning rate of parameter group ``i`` when it
   changes, at step = the epochs completed when it changed;
-- ``config``: the run's configuration as TOML text, at each session's start.
+- ``config``: the run's configuration as TOML text, at each session's start;
+- ``<model>/step/<source>-<metric>``, in the ``steps`` folder (TensorBoard's
+  run ``<run id>/steps``): each metric of each ``StepMetricsEvent`` (the
+  trainer's means every ``step_metrics_every`` optimizer steps, validations
+  every N steps), at step = the optimizer step.
 
 When a checkpoint is loaded, the steps after its epoch are purged: a run that
 was interrupted and continued from a checkpoint shows each epoch once, with
-the values of the session that finished it.
+the values of the session that finished it. TensorBoard purges by step number
+in every tag of a folder, which is why the curves by optimizer step have their
+own folder: there, the purge happens at the model's first step point after
+the checkpoint, from that step on.
 
 TensorBoard itself is imported when the first event file is opened, not with
 this module.
@@ -43,17 +51,37 @@ if TYPE_CHECKING:
         CheckpointEvent,
         LearningRateEvent,
         MetricsEvent,
+        StepMetricsEvent,
     )
     from torch.utils.tensorboard import SummaryWriter
 
-__all__ = ['CONFIG_TAG', 'TensorBoard', 'config_text', 'lr_tag', 'metric_tag']
+__all__ = [
+    'CONFIG_TAG',
+    'STEPS_FOLDER',
+    'TensorBoard',
+    'config_text',
+    'lr_tag',
+    'metric_tag',
+    'step_tag',
+]
 
 CONFIG_TAG = 'config'
+STEPS_FOLDER = 'steps'
+"""The subfolder of a run's folder with the curves by optimizer step."""
 
 
 def metric_tag(model_name: str, source_name: str, metric_name: str) -> str:
     """Return the scalar tag of a metric: ``<model>/<source>-<metric>``."""
     return f'{model_name}/{source_name}-{metric_name}'
+
+
+def step_tag(model_name: str, source_name: str, metric_name: str) -> str:
+    """Return the scalar tag of a metric by optimizer step.
+
+    ``<model>/step/<source>-<metric>``: never an epoch tag, so no chart mixes
+    the two axes.
+    """
+    return f'{model_name}/step/{source_name}-{metric_name}'
 
 
 def lr_tag(model_name: str, group: int) -> str:
@@ -76,7 +104,7 @@ def config_text(table: Mapping[str, Any]) -> str:
 
 @dataclasses.dataclass
 class _Session:
-    """One session of a run: its writer, opened on first use."""
+    """One session of a run: its writers, each opened on first use."""
 
     run: RunView
     pending_config: str | None
@@ -84,11 +112,26 @@ class _Session:
     # its one event file with the purge step of that checkpoint
     purge_step: int | None = None
     writer: SummaryWriter | None = None
+    step_writer: SummaryWriter | None = None  # the steps folder's, opened on use
+    # the models whose checkpoint was loaded: their next step point purges
+    # the steps folder from that step on
+    purge_steps_of: set[str] = dataclasses.field(default_factory=set)
 
     def close(self) -> None:
+        self.close_steps()
         if self.writer is not None:
             writer, self.writer = self.writer, None
             writer.close()
+
+    def close_steps(self) -> None:
+        if self.step_writer is not None:
+            writer, self.step_writer = self.step_writer, None
+            writer.close()
+
+    def flush(self) -> None:
+        for writer in (self.writer, self.step_writer):
+            if writer is not None:
+                writer.flush()
 
 
 class TensorBoard(Dumper):
@@ -157,6 +200,25 @@ class TensorBoard(Dumper):
                 session.pending_config = None
         return session.writer
 
+    def _step_writer(self, session: _Session, event: StepMetricsEvent) -> SummaryWriter:
+        """Return the steps folder's writer, opened anew to purge when needed."""
+        purge_step = None
+        if event.model_name in session.purge_steps_of:
+            # the model's first step after its checkpoint: the points an
+            # earlier session logged from here on are superseded
+            session.purge_steps_of.discard(event.model_name)
+            session.close_steps()
+            purge_step = event.step
+        if session.step_writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            session.step_writer = SummaryWriter(
+                log_dir=str(self.run_dir(session.run) / STEPS_FOLDER),
+                flush_secs=self.flush_secs,
+                purge_step=purge_step,
+            )
+        return session.step_writer
+
     def _begin(self, run: RunView) -> _Session:
         """Start a session of ``run``; close a writer another left open."""
         if self._session is not None:
@@ -188,6 +250,17 @@ class TensorBoard(Dumper):
             )
 
     @hookimpl
+    def on_step_metrics(self, event: StepMetricsEvent, run: RunView) -> None:
+        """Write each metric at step = the optimizer step, in the steps folder."""
+        writer = self._step_writer(self._current(run), event)
+        for name, value in event.metrics.items():
+            writer.add_scalar(
+                step_tag(event.model_name, event.source_name, name),
+                float(value),
+                global_step=event.step,
+            )
+
+    @hookimpl
     def on_learning_rate(self, event: LearningRateEvent, run: RunView) -> None:
         """Write each parameter group's new learning rate."""
         writer = self._writer(self._current(run))
@@ -204,6 +277,7 @@ class TensorBoard(Dumper):
         session = self._current(run)
         session.close()
         session.purge_step = event.epoch + 1
+        session.purge_steps_of.add(event.model_name)
 
     @hookimpl
     def on_training_end(self) -> None:
@@ -226,5 +300,5 @@ class TensorBoard(Dumper):
         session.close()
 
     def _flush(self) -> None:
-        if self._session is not None and self._session.writer is not None:
-            self._session.writer.flush()
+        if self._session is not None:
+            self._session.flush()

@@ -13,6 +13,10 @@ What is logged (``<model>/`` is left out with ``model_prefix=False``):
   the epoch;
 - ``<model>/lr/group<i>``: the learning rate of parameter group ``i`` when it
   changes, at the epochs completed when it changed;
+- ``<model>/step/<source>/<metric>``: each metric of each ``StepMetricsEvent``
+  (the trainer's means every ``step_metrics_every`` optimizer steps,
+  validations every N steps), in a row that also holds ``global_step``, the
+  optimizer step: the step metric of these keys;
 - the config: the run's configuration as W&B config (nested tables stay
   nested), plus ``drytorch``: the run id, experiment, experiment class, seed;
 - the summary key ``checkpoints``: each kept checkpoint's model, epoch, batch,
@@ -22,7 +26,9 @@ What is logged (``<model>/`` is left out with ``model_prefix=False``):
 W&B's own ``step`` (the history row index) must grow, while a test logs at an
 epoch training already logged and a resumed run starts a new W&B session: the
 tracker numbers the rows itself and saves the next number in the record, so
-the rows of every session, offline ones included, follow each other.
+the rows of every session, offline ones included, follow each other. Rows of
+step metrics, which come often, reserve their numbers ahead in blocks, with
+one write of the record per block.
 
 wandb itself is imported when a run starts, not with this module.
 """
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     'EPOCH',
+    'GLOBAL_STEP',
     'RESERVED_INIT_KWARGS',
     'Wandb',
     'artifact_name',
@@ -57,7 +64,13 @@ __all__ = [
 ]
 
 EPOCH = 'epoch'
-"""The history key of the epoch, the step metric of every logged metric."""
+"""The history key of the epoch, the step metric of the metrics by epoch."""
+
+GLOBAL_STEP = 'global_step'
+"""The history key of the optimizer step, the step metric of the metrics by step."""
+
+_STEP_ROWS_AHEAD = 100
+"""Row numbers that step metrics reserve with one write of the record."""
 
 RESERVED_INIT_KWARGS = frozenset(
     {
@@ -170,6 +183,7 @@ class Wandb(Tracker):
         self._run: wandb.Run | None = None
         self._view: RunView | None = None  # the DRYTorch run of self._run
         self._state: dict[str, Any] = {}
+        self._row = 0  # the next history row; the record's next_step is >= it
         self._defined: set[str] = set()
 
     @property
@@ -245,6 +259,7 @@ class Wandb(Tracker):
                 self._state['url'] = started.url
         if checkpoints:  # a new offline session starts with an empty summary
             started.summary['checkpoints'] = checkpoints
+        self._row = self._state['next_step']
         self._view = run
         self._save()
 
@@ -304,20 +319,42 @@ class Wandb(Tracker):
         }
         self._log({EPOCH: event.epoch, **values})
 
-    def _prefix(self, model_name: str, section: str) -> str:
+    @hookimpl
+    def on_step_metrics(self, event: log_events.StepMetricsEvent) -> None:
+        """Log the metrics of one source at the optimizer step."""
+        if self._run is None:
+            return
+        if GLOBAL_STEP not in self._defined:
+            self._run.define_metric(GLOBAL_STEP)
+            self._defined.add(GLOBAL_STEP)
+        prefix = self._prefix(
+            event.model_name, f'step/{event.source_name}', step_metric=GLOBAL_STEP
+        )
+        values = {f'{prefix}/{name}': float(v) for name, v in event.metrics.items()}
+        self._log({GLOBAL_STEP: event.step, **values}, ahead=_STEP_ROWS_AHEAD)
+
+    def _prefix(self, model_name: str, section: str, step_metric: str = EPOCH) -> str:
         prefix = f'{model_name}/{section}' if self.model_prefix else section
         if prefix not in self._defined:
             assert self._run is not None
-            self._run.define_metric(f'{prefix}/*', step_metric=EPOCH)
+            self._run.define_metric(f'{prefix}/*', step_metric=step_metric)
             self._defined.add(prefix)
         return prefix
 
-    def _log(self, row: dict[str, Any]) -> None:
+    def _log(self, row: dict[str, Any], ahead: int = 1) -> None:
+        """Log a history row; save the next row number unless it is reserved.
+
+        The record's number must stay ahead of the rows logged, so that a
+        resumed session's rows come after these, even after a crash: with
+        ``ahead`` > 1 one write reserves that many numbers.
+        """
         assert self._run is not None
-        step = self._state['next_step']
-        self._run.log(row, step=step, commit=True)
-        self._state['next_step'] = step + 1
-        self._save()  # a resumed session's rows come after these, even after a crash
+        row_number = self._row
+        self._run.log(row, step=row_number, commit=True)
+        self._row = row_number + 1
+        if ahead == 1 or self._row > self._state['next_step']:
+            self._state['next_step'] = max(self._state['next_step'], row_number + ahead)
+            self._save()
 
     # --- checkpoints -----------------------------------------------------------
 

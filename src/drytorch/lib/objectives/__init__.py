@@ -24,7 +24,9 @@ Layout, each module building only on those before it:
 * ``metrics``: ``Metric`` and ``MetricCollection``;
 * ``formulas``: the terms of the loss algebra, how they print and evaluate;
 * ``losses``: ``LossBase``, ``Loss``, ``CompositionalLoss``,
-  ``LossWithMetrics``.
+  ``LossWithMetrics``;
+* ``loss_adapters``: differentiable torchmetrics metrics as losses:
+  ``as_loss``.
 
 Every name is importable from this package.
 """
@@ -32,6 +34,7 @@ Every name is importable from this package.
 # Besides __all__: the type variables, COMBINED_LOSS, and the private classes
 # that objectives pickled when this package was a single module refer to.
 from drytorch.lib.objectives.adapters import _ProtocolObjective as _ProtocolObjective
+from drytorch.lib.objectives.adapters import _StatefulMetric as StatefulMetric
 from drytorch.lib.objectives.adapters import as_objective
 from drytorch.lib.objectives.base import Objective
 from drytorch.lib.objectives.base import Output as Output
@@ -40,6 +43,8 @@ from drytorch.lib.objectives.formulas import _Constant as _Constant
 from drytorch.lib.objectives.formulas import _Leaf as _Leaf
 from drytorch.lib.objectives.formulas import _Negative as _Negative
 from drytorch.lib.objectives.formulas import _Operation as _Operation
+from drytorch.lib.objectives.loss_adapters import _BatchMetric as BatchMetric
+from drytorch.lib.objectives.loss_adapters import as_loss
 from drytorch.lib.objectives.losses import COMBINED_LOSS as COMBINED_LOSS
 from drytorch.lib.objectives.losses import (
     CompositionalLoss,
@@ -50,6 +55,7 @@ from drytorch.lib.objectives.losses import (
 from drytorch.lib.objectives.metrics import Metric, MetricCollection
 
 __all__ = [
+    'BatchMetric',
     'CompositionalLoss',
     'Loss',
     'LossBase',
@@ -57,5 +63,7 @@ __all__ = [
     'Metric',
     'MetricCollection',
     'Objective',
+    'StatefulMetric',
+    'as_loss',
     'as_objective',
 ]

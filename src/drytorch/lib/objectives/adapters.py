@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, TypeGuard, overload
@@ -11,6 +12,9 @@ import torch
 from drytorch.core.exceptions import ObjectiveError
 from drytorch.lib.objectives.base import Objective, Output, Target, _check_name
 from drytorch.lib.objectives.errors import _not_updated_error, _state_error
+
+# What torchmetrics warns when computing with no update since its reset.
+_COMPUTE_BEFORE_UPDATE = r'The ``compute`` method of metric .* before the ``update``'
 
 
 class _StatefulMetric(Protocol):
@@ -27,10 +31,12 @@ class _ProtocolObjective(Objective[Any, Any]):
     """Delegates to an object with update/compute/reset (e.g. torchmetrics).
 
     Such an object keeps its own state and exposes no per-batch values, so
-    ``calculate`` and ``update`` return an empty dict.
+    ``calculate`` and ``update`` return an empty dict. A torchmetrics metric
+    is made to keep its state in its ``state_dict``: see ``_persist_states``.
     """
 
     def __init__(self, wrapped: _StatefulMetric, name: str) -> None:
+        _persist_states(wrapped)
         self.wrapped = wrapped
         self.name = _check_name(name)
         direction = getattr(wrapped, 'higher_is_better', None)
@@ -61,7 +67,11 @@ class _ProtocolObjective(Objective[Any, Any]):
         """
         if not self._running.batches:
             raise _not_updated_error(self)
-        result = self.wrapped.compute()
+        with warnings.catch_warnings():
+            # After load_state_dict torchmetrics counts no update and warns;
+            # the batch count above is what tells whether there is a value.
+            warnings.filterwarnings('ignore', message=_COMPUTE_BEFORE_UPDATE)
+            result = self.wrapped.compute()
         if isinstance(result, Mapping):
             return {str(key): torch.as_tensor(value) for key, value in result.items()}
         return {self.name: torch.as_tensor(result)}
@@ -79,8 +89,8 @@ class _ProtocolObjective(Objective[Any, Any]):
     def state_dict(self) -> dict[str, Any]:
         """Return the batch count and the wrapped ``state_dict()``.
 
-        Torchmetrics metrics include their running state only when it is
-        persistent (``metric.persistent(True)``).
+        A torchmetrics metric's running state is in it, since wrapping made
+        it persistent.
 
         Raises:
             ObjectiveError: the wrapped object has no ``state_dict()``.
@@ -116,6 +126,24 @@ class _ProtocolObjective(Objective[Any, Any]):
 
     def __repr__(self) -> str:
         return f'as_objective({self.wrapped!r}, name={self.name!r})'
+
+
+def _persist_states(wrapped: object) -> None:
+    """Put the states of a torchmetrics metric (and its sub-metrics) in its state_dict.
+
+    Torchmetrics registers states as not persistent by default: its
+    ``state_dict()`` then leaves them out, and a checkpoint taken inside an
+    epoch would resume from an empty metric. ``persistent(True)``, its public
+    switch, is called on every module that has it, since a collection or a
+    wrapper holds its states in sub-metrics. The user's metric is changed: its
+    own ``state_dict()`` (or that of a module holding it) includes them too.
+    """
+    if not isinstance(wrapped, torch.nn.Module):
+        return
+    for module in wrapped.modules():
+        persistent = getattr(module, 'persistent', None)
+        if callable(persistent):
+            persistent(True)
 
 
 def _follows_protocol(
@@ -162,7 +190,9 @@ def as_objective(
         return obj
     if not _follows_protocol(obj):
         raise ObjectiveError(
-            f'{obj!r} is not an Objective and lacks update(outputs, targets), '
-            'compute() or reset(): wrap its function in Metric(fn, name) instead.'
+            f'Got {obj!r} ({type(obj).__name__}), which is not an objective: pass '
+            'a drytorch Metric, MetricCollection or Loss, or an object with '
+            'update(outputs, targets), compute() and reset() such as a '
+            'torchmetrics metric. Wrap a function in Metric(fn, name).'
         )
     return _ProtocolObjective(obj, name if name is not None else type(obj).__name__)

@@ -148,6 +148,24 @@ class Objective(abc.ABC, Generic[Output, Target]):
         """
         return self._running.state_dict()
 
+    def running_sums(self) -> dict[str, tuple[float, int]]:
+        """Return each value's running sum and count since the last reset.
+
+        The trainer reports means over its recent steps from the differences
+        of two readings. Reading waits for the device (one transfer for all
+        the sums). Members that keep their own state (torchmetrics) have no
+        running sums here.
+        """
+        sums = self._running.sums
+        if not sums:
+            return {}
+        values = torch.stack(list(sums.values())).tolist()
+        counts = self._running.counts
+        return {
+            name: (value, counts[name])
+            for name, value in zip(sums, values, strict=True)
+        }
+
     def load_state_dict(
         self, state: Mapping[str, Any], *, device: torch.device | str | None = None
     ) -> None:
