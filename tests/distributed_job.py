@@ -22,6 +22,9 @@ on disk and with single-process numbers. Environment variables steer it:
                    train until this epoch
     JOB_TORCH_LOADER  train from a torch DataLoader with a DistributedSampler,
                    then one more epoch from one without
+    JOB_STEP_CONTROL  an EMA model, a per-step torch scheduler, validation
+                   every 4 steps with early stopping after the step, and
+                   the training as step budgets (train_steps)
 
 Every rank writes ``final_<rank>.json``: its epoch, steps and learning rate.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import pathlib
@@ -45,6 +49,7 @@ from torch.utils import data
 import drytorch
 from drytorch import (
     DataLoader,
+    EMAModel,
     Experiment,
     LearningSchema,
     Loss,
@@ -198,12 +203,23 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
         )
     options = {'find_unused_parameters': True} if torch_loader else None
     backend = os.environ.get('JOB_COMPILE')
-    model = Model(
+    step_control = bool(os.environ.get('JOB_STEP_CONTROL'))
+    model_class = EMAModel if step_control else Model
+    model = model_class(
         network(config.dropout),
         device='cpu',
         distributed_options=options,
         compile={'backend': backend} if backend else False,
     )
+    schema = LearningSchema.adam(0.01)
+    if step_control:
+        schema = LearningSchema.adam(
+            0.01,
+            scheduler=functools.partial(
+                torch.optim.lr_scheduler.OneCycleLR, max_lr=0.05, total_steps=60
+            ),
+            interval='step',
+        )
     loss = Loss(squared_error, name='MSE') | Metric(
         absolute_error, name='MAE', higher_is_better=False
     )
@@ -211,7 +227,7 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
         model,
         loader=loader,
         loss=loss,
-        learning_schema=LearningSchema.adam(0.01),
+        learning_schema=schema,
         accumulate_grad_batches=int(os.environ.get('JOB_ACCUMULATE', '1')),
     )
     syncs = [0]  # gradient all-reduces, counted by a DDP communication hook
@@ -222,7 +238,13 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
 
     if model.distributed is not None:
         model.distributed.register_comm_hook(None, counting)  # type: ignore[operator]
-    trainer.add_validation(DataLoader(test_set, 5))
+    if step_control:
+        trainer.add_validation(DataLoader(test_set, 5), interval=None, every_steps=4)
+        trainer.post_step_hooks.register(
+            hooks.EarlyStoppingCallback(min_delta=0.01, patience=3)
+        )
+    else:
+        trainer.add_validation(DataLoader(test_set, 5))
     trainer.checkpoint_every(steps=3)
     fail_rank = os.environ.get('JOB_FAIL_RANK')
     if fail_rank is not None and int(fail_rank) == run.world.rank:
@@ -246,10 +268,14 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
             hooks.ReduceLROnPlateau(min_delta=0.03, patience=0, factor=0.5)
         )
         trainer.post_epoch_hooks.register(
-            hooks.EarlyStoppingCallback(min_delta=0.02, patience=1)
+            hooks.EarlyStoppingCallback(min_delta=0.01, patience=3)
         )
     trainer.resume()
-    trainer.train_until(epochs)
+    if step_control:  # budgets that end inside epochs: 10 steps an epoch
+        while trainer.steps < 10 * epochs and trainer.terminated is None:
+            trainer.train_steps(min(7, 10 * epochs - trainer.steps))
+    else:
+        trainer.train_until(epochs)
     extra: dict[str, object] = {}
     if torch_loader:
         extra['set_epoch'] = sampler.epochs

@@ -189,6 +189,31 @@ def test_a_killed_job_relaunched_ends_bit_identical(
     assert result(cwd)['test'] == result(whole)['test']
 
 
+def test_step_control_agrees_on_every_rank_and_resumes_exactly(
+    tmp_path: pathlib.Path,
+) -> None:
+    # EMA weights, a per-step OneCycleLR, validation and early stopping every
+    # 4 steps, step budgets that pause epochs: killed at its 5th checkpoint
+    # (step 15, inside epoch 2) and relaunched, the job ends as the whole one
+    whole = work(tmp_path, 'whole')
+    env = {'JOB_STEP_CONTROL': '1', 'JOB_EPOCHS': '6'}
+    done = one_node(whole, DRYTORCH_REGISTRY_DIR=str(tmp_path / 'other'), **env)
+    assert done.returncode == 0, done.stdout[-4000:]
+    finals = [json.loads((whole / f'final_{r}.json').read_text()) for r in (0, 1)]
+    assert finals[0] == {**finals[1], 'world': [0, 2]}  # same steps, rate, stop
+    cwd = work(tmp_path, 'killed')
+    assert one_node(cwd, JOB_KILL_AT='5', **env).returncode != 0
+    relaunched = one_node(cwd, **env)
+    assert relaunched.returncode == 0, relaunched.stdout[-4000:]
+    assert 'epoch 1 batch 5 loaded' in relaunched.stdout
+    assert result(cwd)['steps'] == result(whole)['steps']
+    expected = torch.load(whole / 'weights.pt', weights_only=True)
+    resumed = torch.load(cwd / 'weights.pt', weights_only=True)
+    for key, value in expected.items():
+        assert torch.equal(value, resumed[key]), key
+    assert result(cwd)['test'] == result(whole)['test']  # the EMA weights'
+
+
 def test_both_ranks_resume_an_explicit_id(
     tmp_path: pathlib.Path, registry_dir: pathlib.Path
 ) -> None:
