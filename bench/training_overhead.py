@@ -8,6 +8,14 @@ the same data:
 * the standard trackers (progress bars drawn) plus ``CSVDumper`` and
   ``SQLiteTracker``: at most 25 us/step over the ``Trainer`` with no trackers.
 
+Fast in-memory data (``drytorch.DataLoader`` indexes a ``TensorDataset``'s
+tensors once per batch), per round, the ``Trainer`` with no trackers against:
+
+* (a), over torch's ``DataLoader``: at least 1.3x faster (time of (a) / time
+  of the ``Trainer``, median over the rounds);
+* (g), over shuffled tensors sliced by hand: at most 10 % slower (time of the
+  ``Trainer`` / time of (g), median over the rounds).
+
 Workload: an MLP 32 -> 64 -> 10 (ReLU) classifying 4,096 synthetic samples
 (``torch.randn`` inputs, integer targets in 0..9) with cross-entropy, on the
 CPU with ``torch.set_num_threads(1)``, batch size 32 (128 steps an epoch), SGD
@@ -20,6 +28,9 @@ Variants, all in this one process:
 a. a hand-written loop (zero_grad, forward, loss, backward, step) over
    ``torch.utils.data.DataLoader(TensorDataset, batch_size=32, shuffle=True,
    drop_last=True)``;
+g. the same hand-written loop over the tensors themselves, shuffled and sliced
+   (``perm = torch.randperm(n)``, ``x[perm[i:i + 32]]``): the data's cheapest
+   form;
 b. DRYTorch's ``Trainer`` in an experiment with no trackers;
 c. DRYTorch's ``Trainer`` with the default trackers (init mode ``standard``);
 d. Lightning with every optional feature off (no logger, checkpointing,
@@ -41,18 +52,19 @@ Same data order: every variant has its own loader, shuffled by a
 ``torch.Generator`` seeded with the same seed (``generator=`` for the torch
 loaders of a, d and e, ``seed=`` for DRYTorch's ``DataLoader``, which draws its
 permutation with ``torch.randperm`` from such a generator, as torch's
-``RandomSampler`` does). The first epoch from that seed is then the same for
-all, but later ones are not: at the end of each epoch torch's
-``RandomSampler`` draws one more (unused) permutation and DRYTorch's sampler
-does not, so the generators drift apart. Before each round, untimed, every
-loader is therefore put back at its seed (``generator.manual_seed`` for the
-torch loaders, ``load_sampler_state`` of the state saved at construction for
-DRYTorch's), and every round trains on that same first-epoch order. The
-script checks the result instead of assuming it: after each epoch it compares
-the variant's final weights with the hand-written loop's of the same round
-(largest absolute difference) and the cross-entropy of those weights on the
-whole dataset (tolerance 1e-6 for DRYTorch; Lightning's are shown for
-information).
+``RandomSampler`` does; (g) draws ``torch.randperm`` from its own, after the
+one number that torch's loader draws first, untimed). The first epoch from
+that seed is then the same for all, but later ones are not: at the end of
+each epoch torch's ``RandomSampler`` draws one more (unused) permutation and
+DRYTorch's sampler does not, so the generators drift apart. Before each
+round, untimed, every loader is therefore put back at its seed
+(``generator.manual_seed`` for the torch loaders and (g), ``load_sampler_state``
+of the state saved at construction for DRYTorch's), and every round trains on
+that same first-epoch order. The script checks the result instead of assuming
+it: after each epoch it compares the variant's final weights with the
+hand-written loop's of the same round (largest absolute difference) and the
+cross-entropy of those weights on the whole dataset (tolerance 1e-6 for
+DRYTorch and (g); Lightning's are shown for information).
 
 While training, ``sys.stdout`` and ``sys.stderr`` are redirected to
 ``os.devnull``: the default trackers' log lines (stderr) and Lightning's
@@ -113,9 +125,21 @@ MIN_ROUNDS = 20
 LOSS_TOLERANCE = 1e-6
 
 TARGETS_US = {'drytorch-none': 25.0, 'drytorch-default': 50.0, 'drytorch-files': 25.0}
+# Fast in-memory data: the Trainer with no trackers against the two hand loops.
+MIN_SPEEDUP_OVER_TORCH_LOADER = 1.3  # time of (a) / time of the Trainer
+MAX_RATIO_OVER_SLICED = 1.10  # time of the Trainer / time of (g)
+FAST_DATA_TRAINER = 'drytorch-none'
+FAST_DATA_INFO = ('drytorch-default',)  # shown beside it, without a target
 # The overhead of a variant is measured over this one (default: the hand loop).
-BASELINES = {'drytorch-files': 'drytorch-none'}
+# DRYTorch's DataLoader indexes in-memory tensors a batch at a time: its
+# overhead is the Trainer's over the loop that does the same, (g).
+BASELINES = {
+    'drytorch-none': 'hand-sliced',
+    'drytorch-default': 'hand-sliced',
+    'drytorch-files': 'drytorch-none',
+}
 REFERENCES = {
+    'hand-sliced': 'no loader: the data cost floor',
     'drytorch-none': 'original DRYTorch ~160-210',
     'drytorch-default': 'original DRYTorch ~160-210',
     'drytorch-files': 'over (b), not (a)',
@@ -124,6 +148,7 @@ REFERENCES = {
 }
 LABELS = {
     'hand': '(a) hand-written loop',
+    'hand-sliced': '(g) hand-written, sliced tensors',
     'drytorch-none': '(b) DRYTorch, no trackers',
     'drytorch-default': '(c) DRYTorch, default trackers',
     'drytorch-files': '(f) standard + bars + CSV + SQLite',
@@ -214,6 +239,41 @@ class HandWritten(Variant):
         for inputs, targets in self.loader:
             optimizer.zero_grad()
             loss = F.cross_entropy(module(inputs), targets)
+            loss.backward()
+            optimizer.step()
+
+
+class HandSliced(Variant):
+    """The hand-written loop over the tensors, shuffled and sliced: no loader."""
+
+    def __init__(
+        self,
+        reference: nn.Module,
+        init_state: dict[str, torch.Tensor],
+        dataset: data.TensorDataset,
+    ) -> None:
+        super().__init__(init_state)
+        self.module = copy.deepcopy(reference)
+        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=LR)
+        self.inputs, self.targets = dataset.tensors
+        self.generator = torch.Generator()
+
+    def reset(self) -> None:
+        super().reset()
+        self.generator.manual_seed(LOADER_SEED)
+        # torch's loader draws one number (its workers' seed) before the
+        # permutation: drawn here too, the order is (a)'s.
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+
+    def epoch(self) -> None:
+        module, optimizer = self.module, self.optimizer
+        inputs, targets = self.inputs, self.targets
+        module.train()
+        perm = torch.randperm(N_SAMPLES, generator=self.generator)
+        for start in range(0, N_SAMPLES - BATCH_SIZE + 1, BATCH_SIZE):
+            indices = perm[start : start + BATCH_SIZE]
+            optimizer.zero_grad()
+            loss = F.cross_entropy(module(inputs[indices]), targets[indices])
             loss.backward()
             optimizer.step()
 
@@ -411,7 +471,9 @@ def summarise(
     rounds = len(hand)
     print(
         f'\n{rounds} rounds of one epoch ({STEPS} steps) each; us per step; '
-        'overhead = (variant - hand-written, same round) / steps'
+        'overhead = (variant - its baseline, same round) / steps; the baseline '
+        'is (a), except (g) for (b) and (c), over the same kind of loader, and '
+        '(b) for (f)'
     )
     header = (
         f'{"variant":<32}{"own med":>9}{"own min":>9}'
@@ -451,11 +513,47 @@ def summarise(
             f'  {LABELS[name]:<32} max |weight diff| {weight_diff:.2e}, '
             f'max |final loss diff| {loss_diff:.2e}'
         )
-        if name in TARGETS_US:
+        if name in TARGETS_US or name == 'hand-sliced':
             verdict = 'PASS' if loss_diff <= LOSS_TOLERANCE else 'MISS'
             verdicts.append(verdict)
             line += f'  (<= {LOSS_TOLERANCE:g} {verdict})'
         print(line)
+    return verdicts + summarise_fast_data(times)
+
+
+def summarise_fast_data(times: dict[str, list[float]]) -> list[str]:
+    """Print the Trainer's time against both hand loops, paired by round."""
+    hand, sliced = times['hand'], times['hand-sliced']
+    print(
+        '\nfast in-memory data: the Trainer against the hand-written loops, '
+        "paired by round (median, and the rounds' range)"
+    )
+    verdicts = []
+    for name in (FAST_DATA_TRAINER, *FAST_DATA_INFO):
+        own = times[name]
+        speedup = [h / t for h, t in zip(hand, own, strict=True)]
+        ratio = [t / s for t, s in zip(own, sliced, strict=True)]
+        extra = [(t - s) / STEPS * 1e6 for t, s in zip(own, sliced, strict=True)]
+        speedup_ok = statistics.median(speedup) >= MIN_SPEEDUP_OVER_TORCH_LOADER
+        ratio_ok = statistics.median(ratio) <= MAX_RATIO_OVER_SLICED
+        rows = [
+            ('(a) / it', speedup, f'>= {MIN_SPEEDUP_OVER_TORCH_LOADER:g}x', speedup_ok),
+            ('it / (g)', ratio, f'<= {MAX_RATIO_OVER_SLICED:g}x', ratio_ok),
+        ]
+        for what, values, target, passed in rows:
+            line = (
+                f'  {LABELS[name]:<32}{what:<10}{statistics.median(values):7.3f}x'
+                f'  ({min(values):.3f}-{max(values):.3f})'
+            )
+            if name == FAST_DATA_TRAINER:
+                verdict = 'PASS' if passed else 'MISS'
+                verdicts.append(verdict)
+                line += f'   {target} {verdict}'
+            print(line)
+        print(
+            f'  {LABELS[name]:<32}{"it - (g)":<10}'
+            f'{statistics.median(extra):+7.1f} us/step  (min {min(extra):+.1f})'
+        )
     return verdicts
 
 
@@ -522,6 +620,7 @@ def build_variants(
     init_state = copy.deepcopy(reference.state_dict())
     variants: dict[str, Variant] = {
         'hand': HandWritten(reference, init_state, dataset),
+        'hand-sliced': HandSliced(reference, init_state, dataset),
         'drytorch-none': DryTorchVariant(
             'NoTrackers', reference, init_state, dataset, exp, []
         ),

@@ -149,6 +149,7 @@ def test_a_state_of_the_first_format_restores_epoch_and_seed() -> None:
 
 
 def test_the_first_epoch_follows_a_torch_loader_with_the_same_seed() -> None:
+    # a TensorDataset: the fast path, batch for batch as the torch loader
     dataset = make_dataset(20)
     torch_loader = data.DataLoader(
         dataset,

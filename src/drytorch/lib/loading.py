@@ -4,7 +4,16 @@ Training wants shuffled, full batches; evaluation wants every sample in order.
 Rather than asking users to build two loaders, ``DataLoader`` picks one of two
 torch loaders when iteration starts, according to
 ``torch.is_inference_mode_enabled()``. Batches come straight from the torch
-loader, so the per-batch cost is torch's own.
+loader, so the per-batch cost is torch's own, except on the fast path.
+
+Fast path: in the main process (no workers), a dataset that can load a whole
+batch in one call is read without the torch loader, whose per-sample fetching
+and collation cost more than a small model's step. A ``TensorDataset`` (also
+under ``Subset``s, as ``split()`` makes) has each tensor indexed once with the
+batch's indices; another dataset with ``__getitems__`` gets the batch's
+indices and its samples are collated, as the torch loader does. The indices
+come from the same samplers and the generator is drawn from as the torch
+loader draws from it, so the batches are the same ones, bit for bit.
 
 Shuffling draws from a ``torch.Generator`` owned by the loader, not from the
 global RNG, reseeded at the start of each training epoch from the loader's
@@ -20,7 +29,7 @@ exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
 from typing import Any, Generic, TypeVar
 
 import torch
@@ -32,6 +41,27 @@ from drytorch.core.exceptions import LoaderError
 __all__ = ['DataLoader']
 
 Batch = TypeVar('Batch')
+
+_Fetch = Callable[[torch.Tensor], Any]
+"""Loads the batch of the given sample indices."""
+
+
+def _pin_batch(batch: Any) -> Any:
+    """Pin the tensors of a batch (nested lists, tuples, dicts), as torch's loader.
+
+    Written with the public ``Tensor.pin_memory()``: NamedTuples keep their
+    type, other values pass through.
+    """
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory()
+    if isinstance(batch, tuple):
+        pinned = [_pin_batch(item) for item in batch]
+        return type(batch)(*pinned) if hasattr(batch, '_fields') else tuple(pinned)
+    if isinstance(batch, list):
+        return [_pin_batch(item) for item in batch]
+    if isinstance(batch, dict):
+        return {key: _pin_batch(value) for key, value in batch.items()}
+    return batch
 
 
 def _draw_seed() -> int:
@@ -66,9 +96,128 @@ def _accelerator_available() -> bool:
     return bool(accelerator.is_available())
 
 
+def _pinning(requested: bool) -> bool:
+    """Whether batches are pinned: as torch's loader decides for ``pin_memory``.
+
+    Not without an accelerator, and not on MPS, which cannot pin.
+    """
+    if not requested or not _accelerator_available():
+        return False
+    accelerator = getattr(torch, 'accelerator', None)
+    current = None if accelerator is None else accelerator.current_accelerator()
+    return current is None or current.type != 'mps'
+
+
 def _shard_size(n_samples: int, rank: int, size: int) -> int:
     """Return the samples of ``range(rank, n_samples, size)``."""
     return len(range(rank, n_samples, size))
+
+
+_READERS = ('__getitem__', '__getitems__')
+"""The methods a dataset reads samples with."""
+
+
+def _redefines_readers(dataset: object, base: type) -> bool:
+    """Whether ``dataset``'s class reads samples otherwise than ``base`` does."""
+    kind = type(dataset)
+    return any(
+        getattr(kind, name, None) is not getattr(base, name, None) for name in _READERS
+    )
+
+
+def _index_tensor(indices: Any) -> torch.Tensor | None:
+    """Return a ``Subset``'s indices as a CPU int64 tensor; None if not ints."""
+    try:
+        index = torch.as_tensor(indices)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    if index.dim() != 1 or index.device.type != 'cpu':
+        return None
+    if index.dtype not in (torch.int64, torch.int32, torch.int16):
+        return None  # floats and bools do not index samples; [] is a float tensor
+    return index.to(torch.int64)
+
+
+def _tensor_fetch(dataset: object) -> _Fetch | None:
+    """Index a ``TensorDataset``'s tensors at once, seen through any ``Subset``s.
+
+    None when ``dataset`` is not such a dataset, or a subclass of one reads
+    its samples otherwise.
+    """
+    subsets: list[data.Subset[Any]] = []
+    while isinstance(dataset, data.Subset):
+        if _redefines_readers(dataset, data.Subset):
+            return None
+        subsets.append(dataset)
+        dataset = dataset.dataset
+    if not isinstance(dataset, data.TensorDataset):
+        return None
+    if _redefines_readers(dataset, data.TensorDataset):
+        return None
+    if not all(_dense(tensor) for tensor in dataset.tensors):
+        return None
+    rows = _rows(dataset.tensors)
+    if not subsets:
+        return rows
+    index_map = _compose(subsets)
+    if index_map is None:
+        return None
+    return lambda indices: rows(index_map.index_select(0, indices))
+
+
+def _dense(tensor: torch.Tensor) -> bool:
+    """Whether indexing ``tensor`` surely gives what collating its rows does."""
+    return (
+        tensor.layout == torch.strided
+        and not tensor.is_nested
+        and not tensor.is_quantized
+    )
+
+
+def _rows(tensors: tuple[torch.Tensor, ...]) -> _Fetch:
+    """Return the rows of a batch of each tensor, as ``default_collate`` would.
+
+    Collating stacks each tensor's rows into a contiguous tensor, and makes a
+    list of the samples' tuples. ``index_select`` gives the same values and
+    strides (``t[indices]`` keeps a channels-last layout, collating does not),
+    and it is the faster of the two.
+    """
+    if all(tensor.device.type == 'cpu' for tensor in tensors):
+        return lambda indices: [tensor.index_select(0, indices) for tensor in tensors]
+    return lambda indices: [
+        tensor.index_select(0, indices.to(tensor.device)) for tensor in tensors
+    ]
+
+
+def _compose(subsets: list[data.Subset[Any]]) -> torch.Tensor | None:
+    """Return the innermost dataset's index of each sample of ``subsets[0]``.
+
+    None when some indices are not integers or overflow the Subset inside:
+    the Subset's own ``__getitems__`` then reads (or fails) as it would.
+    """
+    index_map: torch.Tensor | None = None
+    for subset in subsets:  # sample i of a Subset is sample level[i] inside it
+        level = _index_tensor(subset.indices)
+        if level is None:
+            return None
+        try:
+            index_map = level if index_map is None else level[index_map]
+        except IndexError:
+            return None
+    return index_map
+
+
+def _items_fetch(dataset: object) -> _Fetch | None:
+    """Load a batch with ``__getitems__`` and collate it, as torch's loader does."""
+    getitems = getattr(dataset, '__getitems__', None)
+    if not callable(getitems):
+        return None
+    return lambda indices: data.default_collate(getitems(indices.tolist()))
+
+
+def _batch_fetch(dataset: object) -> _Fetch | None:
+    """Return how to load a batch of ``dataset`` in one call; None if it cannot."""
+    return _tensor_fetch(dataset) or _items_fetch(dataset)
 
 
 class _EpochSampler(data.Sampler[int]):
@@ -90,14 +239,17 @@ class _EpochSampler(data.Sampler[int]):
         self.skip = 0
 
     def __iter__(self) -> Iterator[int]:
-        order: list[int] = torch.randperm(
-            self.n_samples, generator=self.generator
-        ).tolist()
+        order: list[int] = self.order().tolist()
+        return iter(order)
+
+    def order(self) -> torch.Tensor:
+        """Draw this epoch's samples: this rank's share, the skipped ones out."""
+        order = torch.randperm(self.n_samples, generator=self.generator)
         rank, size = distributed.current()
         if size > 1:
             order = order[rank : self.n_samples // size * size : size]
         skip, self.skip = self.skip, 0
-        return iter(order[skip:] if skip else order)
+        return order[skip:]
 
     def __len__(self) -> int:
         return self.n_samples // distributed.current().size
@@ -115,6 +267,14 @@ class _ShardSampler(data.Sampler[int]):
         self.n_samples = n_samples
 
     def __iter__(self) -> Iterator[int]:
+        return iter(range(*self._share()))
+
+    def order(self) -> torch.Tensor:
+        """Return this rank's samples, in order."""
+        return torch.arange(*self._share())
+
+    def _share(self) -> tuple[int, int, int]:
+        """Return ``(start, stop, step)`` of this rank's samples."""
         rank, size = distributed.current()
         if size > self.n_samples:
             raise LoaderError(
@@ -122,7 +282,7 @@ class _ShardSampler(data.Sampler[int]):
                 f'{size} processes of the run: every process needs at least one '
                 'to evaluate. Use more samples or fewer processes.'
             )
-        return iter(range(rank, self.n_samples, size))
+        return rank, self.n_samples, size
 
     def __len__(self) -> int:
         return _shard_size(self.n_samples, *distributed.current())
@@ -145,7 +305,9 @@ class DataLoader(Generic[Batch]):
 
     Batches are collated by torch's ``default_collate``: tensors are stacked,
     NamedTuples keep their type (an empty one included), plain tuples become
-    lists, and numbers become tensors.
+    lists, and numbers become tensors. Without workers, a ``TensorDataset``'s
+    batches are its tensors indexed at once, and a dataset with
+    ``__getitems__`` loads each batch in one call: the same batches, faster.
 
     Args:
         dataset: a map-style dataset (it must define ``__len__``).
@@ -197,6 +359,7 @@ class DataLoader(Generic[Batch]):
         self._n_samples = n_samples
         self._generator = torch.Generator().manual_seed(self.seed)
         self._sampler = _EpochSampler(n_samples, self._generator)
+        self._shards = _ShardSampler(n_samples)
         self._epoch_start: dict[str, Any] | None = None
         self._train_loader: data.DataLoader[Batch] | None = None
         self._inference_loader: data.DataLoader[Batch] | None = None
@@ -212,7 +375,7 @@ class DataLoader(Generic[Batch]):
             if self._inference_loader is None:
                 # A separate generator: evaluating must not shift the shuffling.
                 self._inference_loader = self._build(
-                    sampler=_ShardSampler(self._n_samples),
+                    sampler=self._shards,
                     drop_last=False,
                     generator=torch.Generator().manual_seed(self.seed),
                 )
@@ -242,14 +405,49 @@ class DataLoader(Generic[Batch]):
 
     def __iter__(self) -> Iterator[Batch]:
         """Iterate over one epoch, in the mode active when iteration starts."""
+        fetch = self._fast_fetch()
         if torch.is_inference_mode_enabled():
+            if fetch is not None:
+                return self._fast_batches(self._shards.order, fetch, drop_last=False)
             return iter(self.get_loader(True))
         sampler = self._sampler
         self._epoch_start = self.sampler_state()
         sampler.epoch += 1
         # Before iter(): torch draws the workers' base seed from the generator.
         self._generator.manual_seed(_epoch_seed(self.seed, sampler.epoch))
+        if fetch is not None:
+            return self._fast_batches(self._train_order, fetch, drop_last=True)
         return iter(self.get_loader(False))
+
+    def _fast_fetch(self) -> _Fetch | None:
+        """Return how to load a batch in one call; None to use the torch loader.
+
+        Only in the main process: with workers, the torch loader shares the
+        batches out among them.
+        """
+        return None if self.n_workers else _batch_fetch(self.dataset)
+
+    def _train_order(self) -> torch.Tensor:
+        """Draw the epoch's samples as the torch loader would."""
+        # The torch loader first draws its workers' base seed, then the order.
+        torch.empty((), dtype=torch.int64).random_(generator=self._generator)
+        return self._sampler.order()
+
+    def _fast_batches(
+        self, order: Callable[[], torch.Tensor], fetch: _Fetch, drop_last: bool
+    ) -> Iterator[Batch]:
+        """Yield the batches of ``order()``'s samples, each loaded by one ``fetch``.
+
+        A generator, as torch's loader is lazy: the order is drawn, and the
+        samples to skip left out, when the first batch is asked for.
+        """
+        pin = _pinning(self.pin_memory)
+        indices = order()
+        size = self.batch_size
+        n_batches = len(indices) // size if drop_last else -(-len(indices) // size)
+        for batch_indices in torch.split(indices, size)[:n_batches]:
+            batch = fetch(batch_indices)
+            yield _pin_batch(batch) if pin else batch
 
     def __len__(self) -> int:
         """Return the batches in one epoch, in the mode active now."""

@@ -128,7 +128,10 @@ class Model(Generic[Input, Output]):
     def __call__(self, inputs: Input) -> Output:
         """Run the module on ``inputs`` (under autocast with mixed precision)."""
         module = self._training if torch.is_grad_enabled() else self._evaluating
-        return self._forward(module, inputs)
+        if self.mixed_precision:
+            return self._forward(module, inputs)
+        output: Output = module(inputs)  # inline: once per batch
+        return output
 
     def _forward(self, module: nn.Module, inputs: Input) -> Output:
         """Run ``module`` on ``inputs`` (under autocast with mixed precision)."""

@@ -37,6 +37,7 @@ from drytorch.lib.checkpoints import (
     CheckpointPolicy,
     Resumed,
 )
+from drytorch.lib.gradient_ops import NoOp
 from drytorch.lib.learning import LearningSchema, SchedulerFactory
 from drytorch.lib.models import Model
 from drytorch.lib.runners import (
@@ -181,6 +182,11 @@ class Trainer(ModelRunner[Input, Target, Output]):
         self._step_rated: list[str] = []  # drytorch schedules moved every step
         self._step_schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self._epoch_schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
+        self._plain_optimizer: torch.optim.Optimizer | None = None
+        self._scaling = self.scaler.is_enabled()
+        self._model_updates = (  # an averaging model: called after every step
+            type(model).post_batch_update is not Model.post_batch_update
+        )
         self._sort_schedules()
 
     @property
@@ -219,6 +225,11 @@ class Trainer(ModelRunner[Input, Target, Output]):
         ]
         self._step_schedulers = []
         self._epoch_schedulers = []
+        self._plain_optimizer = None  # one optimizer, nothing around its step
+        if len(self.optimizers) == 1 and not self._scaling:
+            ((part, optimizer),) = self.optimizers.items()
+            if isinstance(self.learning_schemas[part].gradient_op, NoOp):
+                self._plain_optimizer = optimizer
         for part, scheduler in self.lr_schedulers.items():
             if self.learning_schemas[part].interval == 'step':
                 self._step_schedulers.append(scheduler)
@@ -806,7 +817,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backpropagate ``loss``, scaled first when mixed precision needs it."""
-        if self.scaler.is_enabled():
+        if self._scaling:
             self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         else:
             loss.backward()  # type: ignore[no-untyped-call]
@@ -820,11 +831,16 @@ class Trainer(ModelRunner[Input, Target, Output]):
         Args:
             name: the optimizer (see ``optimizers``); ``None``: every one.
         """
+        plain = self._plain_optimizer
+        if plain is not None and name is None:  # the common case, per step
+            plain.step()
+            plain.zero_grad(set_to_none=True)
+            return
         names = self.optimizers if name is None else (name,)
         for part in names:
             optimizer = self.optimizers[part]
             gradient_op = self.learning_schemas[part].gradient_op
-            if self.scaler.is_enabled():
+            if self._scaling:
                 self.scaler.unscale_(optimizer)
                 gradient_op(self._step_params[part])
                 self.scaler.step(optimizer)
@@ -878,7 +894,8 @@ class Trainer(ModelRunner[Input, Target, Output]):
         """
         steps = self.steps + 1
         self.steps = steps
-        self.model.post_batch_update()
+        if self._model_updates:
+            self.model.post_batch_update()
         if steps == self._next_step_metrics:  # integer compares per step
             self._report_step_metrics()
         if steps == self._next_step_validation:
