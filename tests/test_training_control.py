@@ -324,6 +324,39 @@ json.dump(
 """
 
 
+STREAMED = r"""
+import json, os, signal, sys
+import torch
+from tests import training_kit as kit
+from tests.test_training_control import stream_trainer
+from drytorch import Experiment
+
+args = json.loads(sys.argv[1])
+torch.set_num_threads(1)
+
+
+class Kill:
+    def __call__(self, trainer):
+        if trainer.steps == args['kill_at']:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+with Experiment(None, name='exp', par_dir='.').create_run(
+    run_id=args['run'], resume=True, seed=0
+):
+    trainer = stream_trainer(5, accumulate=2)  # windows of 2, 2, 1 per epoch
+    trainer.post_step_hooks.register(Kill())
+    trainer.checkpoint_every(steps=2)
+    trainer.resume()
+    trainer.train_steps(10 - trainer.steps)
+    json.dump(
+        {'weights': {k: v.tolist() for k, v in kit.weights(trainer.model).items()},
+         'steps': trainer.steps, 'epoch': trainer.model.epoch},
+        open(args['out'], 'w'),
+    )
+"""
+
+
 def launch(
     code: str, cwd: pathlib.Path, **args: Any
 ) -> subprocess.CompletedProcess[str]:
@@ -543,3 +576,11 @@ def test_accumulation_over_a_stream_steps_on_its_last_short_window(run: Any) -> 
     unsized.train(2)
     assert unsized.steps == sized.steps == 6  # windows of 2, 2 and 1
     assert kit.same_weights(kit.weights(unsized.model), kit.weights(sized.model))
+
+
+def test_a_stream_with_a_step_budget_resumes_exactly_after_sigkill() -> None:
+    # killed at step 5, saved at step 4: inside epoch 2 (3 steps an epoch)
+    whole, resumed = killed_and_resumed(STREAMED, pathlib.Path(), 5)
+    assert whole['steps'] == resumed['steps'] == 10
+    assert whole['epoch'] == resumed['epoch'] == 3  # epoch 4 paused inside
+    assert resumed['weights'] == whole['weights']

@@ -42,6 +42,22 @@ __all__ = ['Run']
 ConfigT = TypeVar('ConfigT')
 
 
+class Flag(int):
+    """A truth value that can also be called, for names that were methods once."""
+
+    def __call__(self) -> bool:
+        """Return the value as a ``bool``."""
+        return bool(self)
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+    __str__ = __repr__
+
+
+_TRUE, _FALSE = Flag(1), Flag(0)
+
+
 class Run(Generic[ConfigT]):
     """One execution of an experiment, recorded in the run registry.
 
@@ -152,9 +168,13 @@ class Run(Generic[ConfigT]):
         return record.with_name(f'{record.stem}.diff')
 
     @property
-    def is_active(self) -> bool:
-        """Whether this is the active run of the process."""
-        return scope.active_run() is self
+    def is_active(self) -> Flag:
+        """Whether this is the active run of the process.
+
+        Read as a property (``if run.is_active:``) or called as the original
+        DRYTorch's method (``run.is_active()``): both give the answer.
+        """
+        return _TRUE if scope.active_run() is self else _FALSE
 
     def start(self) -> Self:
         """Start (or resume) the run and make it the active one.

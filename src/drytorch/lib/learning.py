@@ -175,8 +175,15 @@ class LearningSchema:
         scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT,
         gradient_op: GradientOp = _NO_OP,
         interval: Interval = 'epoch',
+        *,
+        base_lr: float | Mapping[str, float] | None = None,
     ) -> LearningSchema:
-        """Adam (with L2 penalty ``weight_decay`` added to the gradients)."""
+        """Adam (with L2 penalty ``weight_decay`` added to the gradients).
+
+        ``base_lr`` is ``lr`` as the original DRYTorch names it (here and in
+        the other constructors).
+        """
+        lr = _alias_lr(lr, base_lr, 1e-3)
         return cls._adam_like(
             torch.optim.Adam, lr, betas, weight_decay, scheduler, gradient_op, interval
         )
@@ -190,8 +197,11 @@ class LearningSchema:
         scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT,
         gradient_op: GradientOp = _NO_OP,
         interval: Interval = 'epoch',
+        *,
+        base_lr: float | Mapping[str, float] | None = None,
     ) -> LearningSchema:
         """AdamW: Adam with decoupled weight decay."""
+        lr = _alias_lr(lr, base_lr, 1e-3)
         return cls._adam_like(
             torch.optim.AdamW, lr, betas, weight_decay, scheduler, gradient_op, interval
         )
@@ -206,25 +216,30 @@ class LearningSchema:
         scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT,
         gradient_op: GradientOp = _NO_OP,
         interval: Interval = 'epoch',
+        *,
+        dampening: float = 0.0,
+        base_lr: float | Mapping[str, float] | None = None,
     ) -> LearningSchema:
         """Stochastic gradient descent, optionally with (Nesterov) momentum.
 
         Raises:
-            LearningSchemaError: ``nesterov`` is set without momentum.
+            LearningSchemaError: ``nesterov`` is set without momentum, or with
+                dampening.
         """
-        if nesterov and not momentum > 0:
+        lr = _alias_lr(lr, base_lr, 0.01)
+        if nesterov and not (momentum > 0 and dampening == 0):
             raise LearningSchemaError(
-                'Nesterov momentum needs momentum > 0, got '
-                f'momentum={momentum!r}: set a momentum such as 0.9.'
+                'Nesterov momentum needs momentum > 0 and no dampening, got '
+                f'momentum={momentum!r}, dampening={dampening!r}: set a momentum '
+                'such as 0.9.'
             )
-        return cls(
-            torch.optim.SGD,
-            lr,
-            scheduler,
-            {'momentum': momentum, 'weight_decay': weight_decay, 'nesterov': nesterov},
-            gradient_op,
-            interval,
-        )
+        defaults = {
+            'momentum': momentum,
+            'weight_decay': weight_decay,
+            'nesterov': nesterov,
+            **({'dampening': dampening} if dampening else {}),
+        }
+        return cls(torch.optim.SGD, lr, scheduler, defaults, gradient_op, interval)
 
     @classmethod
     def r_adam(
@@ -235,8 +250,11 @@ class LearningSchema:
         scheduler: AbstractScheduler | SchedulerFactory = _CONSTANT,
         gradient_op: GradientOp = _NO_OP,
         interval: Interval = 'epoch',
+        *,
+        base_lr: float | Mapping[str, float] | None = None,
     ) -> LearningSchema:
         """RAdam: Adam with a rectified adaptive rate, steadier early on."""
+        lr = _alias_lr(lr, base_lr, 1e-3)
         return cls._adam_like(
             torch.optim.RAdam, lr, betas, weight_decay, scheduler, gradient_op, interval
         )
@@ -384,6 +402,22 @@ class LearningSchema:
             'gradient_op': repr(self.gradient_op),
             'interval': self.interval,
         }
+
+
+def _alias_lr(
+    lr: float | Mapping[str, float],
+    base_lr: float | Mapping[str, float] | None,
+    default: float,
+) -> float | Mapping[str, float]:
+    """Return the rate given as ``lr`` or as ``base_lr`` (the original's name)."""
+    if base_lr is None:
+        return lr
+    if lr != default:
+        raise LearningSchemaError(
+            f'Give the learning rate once: lr={lr!r} and base_lr={base_lr!r} '
+            '(base_lr is the original DRYTorch name of lr).'
+        )
+    return base_lr
 
 
 _PLATEAU = (

@@ -293,6 +293,10 @@ class Evaluation(ModelRunner[Input, Target, Output]):
         metric: what to measure (a metric, a collection, or a loss; a
             torchmetrics metric is wrapped with ``as_objective``).
         name: the name in reports; defaults to the class name.
+        objective: the same as ``metric``, as the original DRYTorch names it.
+
+    Raises:
+        TypeError: neither or both of ``metric`` and ``objective`` are given.
     """
 
     def __init__(
@@ -300,10 +304,22 @@ class Evaluation(ModelRunner[Input, Target, Output]):
         model: Model[Input, Output],
         *,
         loader: SizedLoader,
-        metric: objectives.Objective[Output, Target] | objectives.StatefulMetric,
+        metric: objectives.Objective[Output, Target]
+        | objectives.StatefulMetric
+        | None = None,
         name: str = '',
+        objective: objectives.Objective[Output, Target]
+        | objectives.StatefulMetric
+        | None = None,
     ) -> None:
-        super().__init__(model, loader=loader, objective=metric, name=name)
+        if (metric is None) == (objective is None):
+            raise TypeError(
+                f'{type(self).__name__} needs what to measure: pass metric= (or '
+                'objective=, its name in the original DRYTorch), once.'
+            )
+        chosen = metric if metric is not None else objective
+        assert chosen is not None
+        super().__init__(model, loader=loader, objective=chosen, name=name)
 
 
 class Diagnostic(Evaluation[Input, Target, Output]):

@@ -353,13 +353,15 @@ class Trainer(ModelRunner[Input, Target, Output]):
 
     def add_validation(
         self,
-        loader: SizedLoader,
+        loader: SizedLoader | None = None,
         interval: int | None = 1,
         metric: objectives.Objective[Output, Target]
         | objectives.StatefulMetric
         | None = None,
         *,
         every_steps: int | None = None,
+        name: str = '',
+        val_loader: SizedLoader | None = None,
     ) -> Validation[Input, Target, Output]:
         """Validate on ``loader`` every ``interval`` epochs or ``every_steps`` steps.
 
@@ -375,15 +377,26 @@ class Trainer(ModelRunner[Input, Target, Output]):
             metric: what to measure; defaults to a fresh copy of the loss.
             every_steps: also validate after every ``every_steps``-th
                 optimizer step, counted over the whole training.
+            name: the validation's name in reports (default ``Validation``).
+            val_loader: the same as ``loader``, as the original DRYTorch
+                names it.
 
         Raises:
             ValueError: a number is below 1, or neither is given.
+            TypeError: neither or both of ``loader`` and ``val_loader``.
         """
-        for name, value in (('interval', interval), ('every_steps', every_steps)):
+        if (loader is None) == (val_loader is None):
+            raise TypeError(
+                'add_validation() needs the validation batches: pass loader= (or '
+                'val_loader=, its name in the original DRYTorch), once.'
+            )
+        batches = loader if loader is not None else val_loader
+        assert batches is not None
+        for what, value in (('interval', interval), ('every_steps', every_steps)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
-                raise ValueError(f'The validation {name} must be >= 1, got {value!r}.')
+                raise ValueError(f'The validation {what} must be >= 1, got {value!r}.')
         if interval is None and every_steps is None:
             raise ValueError(
                 'add_validation() needs an interval in epochs or every_steps (or both).'
@@ -392,7 +405,9 @@ class Trainer(ModelRunner[Input, Target, Output]):
             metric = copy.deepcopy(self.loss)
             metric.reset()
         chosen = metric
-        self.validation = Validation(self.model, loader=loader, metric=chosen)
+        self.validation = Validation(
+            self.model, loader=batches, metric=chosen, name=name
+        )
         self.validation_interval = interval
         self.validation_every_steps = every_steps
         self._next_step_validation = _next_multiple(self.steps, every_steps)

@@ -138,11 +138,27 @@ class Loss(LossBase[Output, Target]):
     Args:
         fn: returns a 0-dim loss or a 1-dim per-sample loss vector.
         name: the key of the value; the formula is ``[name]``.
+        higher_is_better: accepted as the original DRYTorch spells it; a loss
+            is minimised, so only ``False`` is valid.
+
+    Raises:
+        ObjectiveError: ``fn`` is not callable, or ``higher_is_better`` is true.
     """
 
-    def __init__(self, fn: Callable[[Output, Target], torch.Tensor], name: str) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Output, Target], torch.Tensor],
+        name: str,
+        higher_is_better: bool = False,
+    ) -> None:
         if not callable(fn):
             raise ObjectiveError(f'Loss needs a callable, got {fn!r}.')
+        if higher_is_better is not False:
+            raise ObjectiveError(
+                f'Loss {name!r}: a loss is minimised, so higher_is_better must be '
+                f'False, got {higher_is_better!r}. Report a value to maximise with '
+                'Metric(fn, name, higher_is_better=True), joined with loss | metric.'
+            )
         self.fn = fn
         self.name = _check_name(name)
         self.formula = f'[{name}]'
