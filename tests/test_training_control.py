@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import pathlib
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +32,17 @@ from tests import training_kit as kit
 from tests.conftest import ROOT
 
 TIMEOUT = 120
+
+
+class Killer:
+    """A post-step hook that SIGKILLs its process at step ``at`` (0: never)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def __call__(self, trainer: Trainer[Any, Any, Any]) -> None:
+        if trainer.steps == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Rates:
@@ -261,16 +274,10 @@ import torch
 from drytorch import DataLoader, Experiment, LearningSchema, Trainer
 from drytorch.lib import schedulers
 from tests import training_kit as kit
-from tests.test_training_control import Rates
+from tests.test_training_control import Killer, Rates
 
 args = json.loads(sys.argv[1])
 torch.set_num_threads(1)
-
-
-class Kill:
-    def __call__(self, trainer):
-        if trainer.steps == args['kill_at']:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 if args['kind'] == 'torch':
@@ -285,7 +292,7 @@ with Experiment(None, name='exp', par_dir='.').create_run(
 ):
     trainer = kit.trainer(schema=schema)
     rates = Rates()
-    trainer.post_step_hooks.register_all([rates, Kill()])
+    trainer.post_step_hooks.register_all([rates, Killer(args['kill_at'])])
     trainer.checkpoint_every(steps=4)
     trainer.resume()
     trainer.train_until(3)
@@ -301,22 +308,17 @@ import json, os, signal, sys
 import torch
 sys.path.insert(0, os.path.join(sys.argv[2], 'examples'))
 import gan
+from tests.test_training_control import Killer
 
 args = json.loads(sys.argv[1])
 torch.set_num_threads(1)
-
-
-class Kill:
-    def __call__(self, trainer):
-        if trainer.steps == args['kill_at']:
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 config = gan.Config(n_samples=512, epochs=3, checkpoint_steps=5)
 with gan.RingGAN(config, name='ring-gan', par_dir='.').create_run(
     args['run'], resume=True, seed=0
 ):
-    model = gan.run_experiment([Kill()])
+    model = gan.run_experiment([Killer(args['kill_at'])])
 json.dump(
     {'weights': {k: v.tolist() for k, v in model.module.state_dict().items()}},
     open(args['out'], 'w'),
@@ -328,24 +330,18 @@ STREAMED = r"""
 import json, os, signal, sys
 import torch
 from tests import training_kit as kit
-from tests.test_training_control import stream_trainer
+from tests.test_training_control import Killer, stream_trainer
 from drytorch import Experiment
 
 args = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 
 
-class Kill:
-    def __call__(self, trainer):
-        if trainer.steps == args['kill_at']:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 with Experiment(None, name='exp', par_dir='.').create_run(
     run_id=args['run'], resume=True, seed=0
 ):
     trainer = stream_trainer(5, accumulate=2)  # windows of 2, 2, 1 per epoch
-    trainer.post_step_hooks.register(Kill())
+    trainer.post_step_hooks.register(Killer(args['kill_at']))
     trainer.checkpoint_every(steps=2)
     trainer.resume()
     trainer.train_steps(10 - trainer.steps)
