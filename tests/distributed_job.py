@@ -272,7 +272,7 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
         )
     trainer.resume()
     if step_control:  # budgets that end inside epochs: 10 steps an epoch
-        while trainer.steps < 10 * epochs and trainer.terminated is None:
+        while trainer.steps < 10 * epochs and not trainer.terminated:
             trainer.train_steps(min(7, 10 * epochs - trainer.steps))
     else:
         trainer.train_until(epochs)
@@ -295,7 +295,7 @@ def session(run: drytorch.Run[Config], config: Config, epochs: int) -> None:
                 'epoch': model.epoch,
                 'steps': trainer.steps,
                 'lr': trainer.optimizer.param_groups[0]['lr'],
-                'terminated': trainer.terminated,
+                'terminated': trainer.termination_reason,
                 'world': list(distributed.current()),
                 'syncs': syncs[0],
                 **extra,

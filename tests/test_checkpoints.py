@@ -737,7 +737,7 @@ def test_a_stop_saved_in_the_checkpoint_is_honoured_once() -> None:
     trainer.checkpoint_every(epochs=1)
     trainer.train(5)  # stopped at the first epoch without improvement
     stopped = trainer.model.epoch
-    assert trainer.terminated is not None and stopped < 5
+    assert trainer.terminated is True and stopped < 5
     registering.unregister_model(trainer.model)
 
     again = kit.trainer(kit.linear(seed=3))

@@ -526,21 +526,22 @@ def test_too_deep_nesting_is_refused(tmp_path: pathlib.Path) -> None:
 # OmegaConf
 
 
-def test_mutable_omegaconf_containers_are_refused(tmp_path: pathlib.Path) -> None:
+def test_mutable_omegaconf_containers_run_on_a_read_only_copy() -> None:
     for cfg in (OmegaConf.create({'lr': 0.1}), OmegaConf.create([1, 2])):
-        message = refused(
-            exceptions.ConfigNotImmutableError, cfg, tmp_path, 'not read-only'
-        )
-        assert 'OmegaConf.set_readonly(cfg, True)' in message
+        config = Experiment(cfg).config
+        assert config is not cfg and config == cfg
+        assert OmegaConf.is_readonly(config)
+        assert not OmegaConf.is_readonly(cfg)  # the user's object is left as it was
 
 
-def test_a_node_made_writable_again_is_refused(tmp_path: pathlib.Path) -> None:
+def test_a_node_made_writable_again_is_copied_read_only() -> None:
     cfg = frozen(OmegaConf.create({'model': {'layers': [1, 2]}, 'lr': 0.1}))
     OmegaConf.set_readonly(cfg.model.layers, False)
-    message = refused(
-        exceptions.ConfigNotImmutableError, cfg, tmp_path, 'cfg.model.layers'
-    )
-    assert 'OmegaConf.set_readonly(cfg.model.layers, True)' in message
+    config = Experiment(cfg).config
+    assert config is not cfg
+    assert OmegaConf.is_readonly(config.model.layers)
+    cfg.model.layers.append(3)  # the user's writable node changes, the run's not
+    assert list(config.model.layers) == [1, 2]
 
 
 def test_read_only_dictconfig_is_recorded_resolved() -> None:

@@ -69,7 +69,7 @@ def test_early_stopping_watches_the_trainer_without_validation() -> None:
     learning = kit.trainer(kit.linear(name='learning'))
     learning.post_epoch_hooks.register(hooks.EarlyStoppingCallback(patience=1))
     learning.train(6)
-    assert learning.model.epoch == 6 and learning.terminated is None
+    assert learning.model.epoch == 6 and learning.terminated is False
 
 
 def test_early_stopping_by_metric_name(rec: Recorder) -> None:
@@ -283,7 +283,7 @@ def test_hook_states_round_trip() -> None:
     trainer.post_epoch_hooks = registry
     trainer.train(5)
     assert trainer.model.epoch == 5
-    assert trainer.terminated is not None
+    assert trainer.terminated is True
 
     with pytest.raises(exceptions.CheckpointError, match='3 hooks, but 1'):
         single: hooks.HookRegistry[AnyTrainer] = hooks.HookRegistry()

@@ -288,11 +288,11 @@ def test_reprs_are_readable() -> None:
     assert repr(Metric(mse, 'MSE', False)) == (
         "Metric(name='MSE', fn=mse, higher_is_better=False)"
     )
-    assert repr(Loss(mse, 'MSE')) == "Loss(name='MSE', fn=mse)"
+    assert repr(Loss(mse, 'MSE')) == 'Loss([MSE])'
     collection = Metric(mse, 'a') | Metric(mae, 'b')
     assert repr(collection).startswith("MetricCollection(Metric(name='a'")
     combined = Loss(mse, 'MSE') + Loss(mae, 'MAE')
-    assert repr(combined) == "CompositionalLoss('[MSE] + [MAE]')"
+    assert repr(combined) == 'CompositionalLoss([MSE] + [MAE])'
     assert repr(as_objective(FakeTorchmetric())).startswith('as_objective(')
 
 
@@ -503,7 +503,7 @@ def test_custom_loss_base_subclass() -> None:
     hinge = Hinge()
     assert hinge(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])).item() == 0.5
     combined = 2 * hinge
-    assert combined.formula == '2 x [Hinge]'
+    assert combined.formula == '(2 x [Hinge])'
 
 
 def test_missing_loss_value_is_reported() -> None:
@@ -556,38 +556,38 @@ NEG_A = -A
         (A * B, '[A] x [B]'),
         (A / B, '[A] / [B]'),
         (A**B, '[A]^[B]'),
-        (-A, '-[A]'),
-        (A**2, '[A]^2'),
-        (2 * A, '2 x [A]'),
-        (A * 2, '[A] x 2'),
-        (0.5 * A, '0.5 x [A]'),
-        (2.0 * A, '2 x [A]'),
-        (1e-05 * A, '1e-05 x [A]'),
-        (A + 1, '[A] + 1'),
-        (1 + A, '1 + [A]'),
-        (1 - A, '1 - [A]'),
-        (1 / A, '1 / [A]'),
-        (2**A, '2^[A]'),
-        ((A + B) ** 2, '([A] + [B])^2'),
-        (2 * (A + B), '2 x ([A] + [B])'),
-        ((A + B) * 2, '([A] + [B]) x 2'),
+        (-A, '(-[A])'),
+        (A**2, '([A]^2)'),
+        (2 * A, '(2 x [A])'),
+        (A * 2, '(2 x [A])'),
+        (0.5 * A, '(0.5 x [A])'),
+        (2.0 * A, '(2 x [A])'),
+        (1e-05 * A, '(1e-05 x [A])'),
+        (A + 1, '(1 + [A])'),
+        (1 + A, '(1 + [A])'),
+        (1 - A, '(1 - [A])'),
+        (1 / A, '(1 / [A])'),
+        (2**A, '(2^[A])'),
+        ((A + B) ** 2, '(([A] + [B])^2)'),
+        (2 * (A + B), '(2 x ([A] + [B]))'),
+        ((A + B) * 2, '(2 x ([A] + [B]))'),
         (A - (B + C), '[A] - ([B] + [C])'),
         (A - B - C, '[A] - [B] - [C]'),
         (A + B + C, '[A] + [B] + [C]'),
         (A + B * C, '[A] + [B] x [C]'),
         (A / (B * C), '[A] / ([B] x [C])'),
         (A / B / C, '[A] / [B] / [C]'),
-        ((A * B) ** 2, '([A] x [B])^2'),
-        ((A**2) ** 3, '([A]^2)^3'),
-        (A ** (B + 1), '[A]^([B] + 1)'),
-        (A**-1, '[A]^(-1)'),
-        (-(A + B), '-([A] + [B])'),
-        (-NEG_A, '-(-[A])'),
-        ((-A) ** 2, '(-[A])^2'),
-        (2 * (-A), '2 x (-[A])'),
+        ((A * B) ** 2, '(([A] x [B])^2)'),
+        ((A**2) ** 3, '(([A]^2)^3)'),
+        (A ** (B + 1), '[A]^(1 + [B])'),
+        (A**-1, '(1 / [A])'),
+        (-(A + B), '(-([A] + [B]))'),
+        (-NEG_A, '(-(-[A]))'),
+        ((-A) ** 2, '((-[A])^2)'),
+        (2 * (-A), '(2 x (-[A]))'),
         (A - (-B), '[A] - (-[B])'),
-        (A + -1, '[A] + (-1)'),
-        (A * True, '[A] x 1'),
+        (A + -1, '(-1 + [A])'),
+        (A * True, '(1 x [A])'),
     ],
 )
 def test_formula(loss: CompositionalLoss[Tensor, Tensor], formula: str) -> None:
@@ -624,7 +624,7 @@ def test_algebra_values(
     loss: CompositionalLoss[Tensor, Tensor], expected: float
 ) -> None:
     assert loss(OUTPUTS, TARGETS).item() == expected
-    assert floats(loss.compute())['Combined Loss'] == expected
+    assert floats(loss.compute())[loss.name] == expected
 
 
 def test_combined_value_comes_from_each_batch_value() -> None:
@@ -633,7 +633,7 @@ def test_combined_value_comes_from_each_batch_value() -> None:
     squared.update(torch.tensor([[4.0]]), torch.zeros(1, 1))
     # Per batch: mean error 2 then 4, squared 4 then 16; the error itself is
     # averaged over the 3 samples.
-    assert floats(squared.compute()) == {'Combined Loss': 10.0, 'error': 8 / 3}
+    assert floats(squared.compute()) == {'Loss': 10.0, 'error': 8 / 3}
 
 
 def test_composition_gradients_reach_the_inputs() -> None:
@@ -702,7 +702,7 @@ def test_compositional_loss_from_a_custom_combination() -> None:
         'MAE': 2.0,
     }
     # A custom formula is parenthesized when nested.
-    assert (2 * worst).formula == '2 x (max([MSE], [MAE]))'
+    assert (2 * worst).formula == '(2 x (max([MSE], [MAE])))'
 
 
 # --- loss | metrics -----------------------------------------------------------

@@ -62,6 +62,7 @@ PLUGIN_MODULES = (
     'drytorch.log_events',
     'drytorch.exceptions',
     'drytorch.testing',
+    'drytorch.trackers.base_classes',
 )
 """What a plugin may import: the contract's public names (``docs/hooks.md``)."""
 

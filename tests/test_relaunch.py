@@ -12,7 +12,7 @@ import pytest
 import drytorch
 from drytorch import Experiment
 from drytorch.exceptions import PluginError
-from drytorch.trackers.logging import LOGGER_NAME, format_metric
+from drytorch.trackers.logging import LOGGER_NAME, RUN, BuiltinLogger, format_metric
 from tests import training_kit as kit
 from tests.conftest import run_python
 from tests.test_registry_processes import PRELUDE, spawn, wait_until  # noqa: F401
@@ -194,11 +194,20 @@ def test_a_default_stays_when_its_replacement_breaks_the_contract() -> None:
 
 
 def test_a_failed_run_says_so_at_the_run_level(lines) -> None:
-    drytorch.init_trackers('minimal')
     experiment = kit.experiment()
+    experiment.trackers.remove_all()
+    experiment.trackers.subscribe(BuiltinLogger(level=RUN))  # run lines only
     with pytest.raises(ValueError), experiment.create_run('broken'):
         raise ValueError('bad batch')
     assert lines()[-1] == 'Run broken failed (ValueError: bad batch).'
+
+
+def test_minimal_mode_logs_nothing_even_for_a_failed_run(lines) -> None:
+    drytorch.init_trackers('minimal')  # as the original's: the traceback tells
+    experiment = kit.experiment()
+    with pytest.raises(ValueError), experiment.create_run('broken'):
+        raise ValueError('bad batch')
+    assert lines() == []
 
 
 @pytest.mark.parametrize(

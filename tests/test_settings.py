@@ -95,7 +95,7 @@ def test_env_overrides_pyproject(project, monkeypatch, tmp_path) -> None:
     tracking.reset_default_trackers()
     exp = Experiment(None, name='env')
     assert exp.trackers.names == ['BuiltinLogger', 'TqdmLogger']
-    assert exp.trackers.get('BuiltinLogger').level == builtin_logging.RUN
+    assert exp.trackers.get('BuiltinLogger').level == builtin_logging.QUIET
     assert exp.registry.root == tmp_path / 'env-registry'
 
 

@@ -16,7 +16,7 @@ import torch
 from tqdm import std as tqdm_std
 
 from drytorch import DataLoader, Loss, Test
-from drytorch.core import log_events
+from drytorch.core import exceptions, log_events
 from drytorch.trackers import tqdm as tqdm_tracker
 from drytorch.trackers.tqdm import TqdmLogger
 from tests import training_kit as kit
@@ -239,7 +239,8 @@ def test_training_bar_counts_epochs_across_calls() -> None:
         trainer = kit.trainer()
         trainer.train(3)
         trainer.train_until(5)
-        trainer.train_until(4)  # already there: no bar
+        with pytest.warns(exceptions.PastEpochWarning):
+            trainer.train_until(4)  # already there: no bar
     output = stream.getvalue()
     assert len(re.findall(r'Model \(Trainer\)', output)) >= 2
     assert re.search(r'3/3 \[[^]]*epoch/s', output)

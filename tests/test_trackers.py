@@ -301,14 +301,14 @@ def test_init_trackers_none(capsys) -> None:
 
 
 @pytest.mark.parametrize(
-    ('mode', 'level', 'names'),
-    [
-        ('minimal', builtin_logging.RUN, ['BuiltinLogger', 'TqdmLogger']),
-        ('standard', builtin_logging.METRICS, STANDARD),
+    ('mode', 'level', 'names', 'lines'),
+    [  # minimal prints no run line, as the original's minimal mode
+        ('minimal', builtin_logging.QUIET, ['BuiltinLogger', 'TqdmLogger'], []),
+        ('standard', builtin_logging.METRICS, STANDARD, ['standard']),
     ],
 )
 def test_init_trackers_logging_modes(
-    mode: str, level: int, names: list[str], capsys
+    mode: str, level: int, names: list[str], lines: list[str], capsys
 ) -> None:
     drytorch.init_trackers(mode)
     exp = Experiment(None, name=mode)
@@ -316,7 +316,7 @@ def test_init_trackers_logging_modes(
     assert exp.trackers.get('BuiltinLogger').level == level
     with exp.create_run():
         pass
-    assert run_lines(capsys.readouterr().err) == [mode]
+    assert run_lines(capsys.readouterr().err) == lines
 
 
 def test_init_trackers_unknown_mode() -> None:

@@ -41,7 +41,8 @@ def test_train_and_train_until_advance_the_epoch_and_learn(rec: Recorder) -> Non
     assert trainer.model.epoch == 3
     trainer.train_until(8)
     assert trainer.model.epoch == 8
-    trainer.train_until(5)  # already past: nothing to do
+    with pytest.warns(exceptions.PastEpochWarning):
+        trainer.train_until(5)  # already past: nothing to do
     assert trainer.model.epoch == 8
     losses = [event.metrics['MSE'] for event in rec.metrics('Trainer')]
     assert [event.epoch for event in rec.metrics('Trainer')] == list(range(1, 9))
@@ -149,7 +150,7 @@ def test_terminate_training_stops_at_the_end_of_the_epoch(rec: Recorder) -> None
     trainer.post_epoch_hooks.register(stop_at_two)
     trainer.train(5)
     assert trainer.model.epoch == 2
-    assert trainer.terminated == 'enough'
+    assert trainer.terminated is True and trainer.termination_reason == 'enough'
     (termination,) = rec.events('on_termination')
     assert (termination.epoch, termination.reason) == (2, 'enough')
     assert rec.trace()[-3:] == [
@@ -160,7 +161,7 @@ def test_terminate_training_stops_at_the_end_of_the_epoch(rec: Recorder) -> None
     assert rec.events('on_training_end')[-1].epoch == 2
     trainer.train(1)  # a new call trains again
     assert trainer.model.epoch == 3
-    assert trainer.terminated is None
+    assert trainer.terminated is False and trainer.termination_reason is None
 
 
 @pytest.mark.usefixtures('run')
@@ -188,7 +189,7 @@ def test_termination_mid_epoch_finishes_the_epoch(host: plugins.PluginHost) -> N
     host.unregister('stopper')
     trainer.train_until(10)  # the pre-epoch hook stops before epoch 6 starts
     assert trainer.model.epoch == 5
-    assert trainer.terminated == 'pre'
+    assert trainer.termination_reason == 'pre'
 
 
 @pytest.mark.usefixtures('run')

@@ -466,7 +466,7 @@ def test_early_stopping_on_step_validations_stops_inside_the_epoch(
     trainer.add_validation(kit.trainer(n=16).loader, interval=None, every_steps=2)
     trainer.post_step_hooks.register(hooks.EarlyStoppingCallback(patience=1))
     trainer.train(10)
-    assert trainer.terminated is not None
+    assert trainer.terminated is True
     assert trainer.steps % 6 != 0  # inside an epoch, right after a validation
     assert trainer.steps % 2 == 0 and trainer.model.epoch == trainer.steps // 6 + 1
     assert rec.metrics('Trainer')[-1].epoch == trainer.model.epoch  # reported

@@ -4,6 +4,10 @@ The names below are imported on first use, so ``import drytorch`` stays cheap
 and loads neither torch nor any plugin. Plugin authors import from here, from
 ``drytorch.log_events``, ``drytorch.exceptions`` and ``drytorch.testing``:
 these are the public names that the contract (``docs/hooks.md``) promises.
+
+``INIT_MODE`` is the init mode of the default trackers as the settings give
+it (``DRYTORCH_INIT_MODE``, else ``pyproject.toml``, else ``'standard'``),
+read on first access; an unknown mode raises ``SettingsError`` then.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ if TYPE_CHECKING:
     from drytorch.lib.train import Trainer
     from drytorch.trackers.base import Dumper, MetricHistory
 
+    INIT_MODE: str
+
 __all__ = [
+    'INIT_MODE',
     'AveragedModel',
     'CheckpointLocation',
     'DataLoader',
@@ -87,6 +94,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == 'INIT_MODE':
+        from drytorch.core import settings
+
+        mode = settings.get_settings().init_mode
+        globals()[name] = mode
+        return mode
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

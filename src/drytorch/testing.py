@@ -29,6 +29,7 @@ from typing import Any
 
 from drytorch import hookimpl
 from drytorch.core import plugins, scope, settings, tracking
+from drytorch.trackers import logging as builtin_logging
 
 __all__ = [
     'HookRecorder',
@@ -65,6 +66,7 @@ def isolated(folder: pathlib.Path, **env: str) -> Iterator[plugins.PluginHost]:
     os.chdir(work)
     plugins.reset_host()
     tracking.reset_default_trackers()
+    builtin_logging.reset_verbosity()
     try:
         yield plugins.get_host()
     finally:
@@ -79,6 +81,7 @@ def isolated(folder: pathlib.Path, **env: str) -> Iterator[plugins.PluginHost]:
                 os.environ[var] = saved
         plugins.reset_host()
         tracking.reset_default_trackers()
+        builtin_logging.reset_verbosity()
 
 
 class HookRecorder:

@@ -14,10 +14,13 @@ import logging
 import os
 import pathlib
 import re
+import shutil
+import tempfile
 import time
 import warnings
+import weakref
 from collections.abc import Iterable, Sequence
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from drytorch.core import (
     distributed,
@@ -33,8 +36,9 @@ from drytorch.core import (
 )
 from drytorch.core.plugins import get_host
 from drytorch.core.run import Run, _qualname, _write_beside
+from drytorch.validators.config import freeze_config
 
-__all__ = ['Experiment', 'Run', 'experiment_key']
+__all__ = ['Experiment', 'Run', 'Tags', 'experiment_key']
 
 
 ConfigT = TypeVar('ConfigT')
@@ -43,6 +47,26 @@ _UNFINISHED = ('crashed', 'failed', 'created')
 RECORD_VERSION = 1
 _CREATION_WAIT_S = 30.0  # how long a racing creator may take to write its record
 _STEP = 'create_run()'  # what every process of a distributed run calls
+
+
+class Tags(tuple[str, ...]):
+    """An experiment's tags: a tuple that also equals the list of the same tags.
+
+    The original DRYTorch keeps tags in a list; code comparing them with one
+    (``exp.tags == ['a']``) keeps working, and nothing can change them in place.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return tuple(self) == tuple(other)
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = tuple.__hash__
 
 
 class Experiment(Generic[ConfigT]):
@@ -58,7 +82,12 @@ class Experiment(Generic[ConfigT]):
 
     Args:
         config: the configuration: a frozen dataclass, a NamedTuple, a frozen
-            pydantic model, or ``None``.
+            pydantic model, a read-only OmegaConf container, or ``None``. A
+            dict, list, set, mutable dataclass or writable OmegaConf container
+            is accepted as a frozen deep copy (read-only mappings, tuples, a
+            frozen view of the dataclass): ``config`` and ``get_config()``
+            return the copy, so changing the original later changes nothing
+            in the run, and the record holds exactly what the run used.
         name: the experiment's name; defaults to the class name.
         par_dir: the folder where trackers write outputs; defaults to the
             ``par_dir`` setting (the working directory).
@@ -67,7 +96,8 @@ class Experiment(Generic[ConfigT]):
     Attributes:
         name: the experiment's name.
         par_dir: the absolute output folder.
-        tags: the experiment's tags.
+        tags: the experiment's tags (a tuple; compares equal to a list of
+            the same tags, as the original's list does).
         key: the registry key, unique for a name and ``par_dir``.
         trackers: the trackers of this experiment.
         registry: the run registry it records to.
@@ -79,19 +109,16 @@ class Experiment(Generic[ConfigT]):
         *,
         name: str = '',
         par_dir: str | os.PathLike[str] | None = None,
-        tags: Iterable[str] = (),
+        tags: Iterable[str] | None = (),
     ) -> None:
         config_settings = settings.get_settings()
         host = get_host()
         self.name = name or type(self).__name__
         host.validate_name(name=self.name, kind='experiment')
+        config = freeze_config(config)
         host.validate_config(config=config)
         self._config = config
-        self.tags = tuple(tags) if not isinstance(tags, str) else (tags,)
-        if not all(isinstance(tag, str) for tag in self.tags):
-            raise TypeError(f'Experiment tags must be strings, got {self.tags!r}.')
-        for tag in self.tags:
-            host.validate_name(name=tag, kind='tag')
+        self.tags = tags
         base = par_dir if par_dir is not None else config_settings.par_dir
         self.par_dir = pathlib.Path(base).expanduser().resolve()
         self.key = experiment_key(self.name, self.par_dir)
@@ -103,8 +130,80 @@ class Experiment(Generic[ConfigT]):
 
     @property
     def config(self) -> ConfigT:
-        """The experiment's configuration."""
+        """The experiment's configuration (the frozen copy of a mutable one)."""
         return self._config
+
+    @property
+    def tags(self) -> Tags:
+        """The experiment's tags: a tuple that also equals the list of them."""
+        return Tags(self._tags)
+
+    @tags.setter
+    def tags(self, tags: Iterable[str] | str | None) -> None:
+        if tags is None:  # the original's default
+            tags = ()
+        checked = tuple(tags) if not isinstance(tags, str) else (tags,)
+        if not all(isinstance(tag, str) for tag in checked):
+            raise TypeError(f'Experiment tags must be strings, got {checked!r}.')
+        host = get_host()
+        for tag in checked:
+            host.validate_name(name=tag, kind='tag')
+        self._tags = checked
+
+    @property
+    def run(self) -> Run[ConfigT]:
+        """The active run of this experiment.
+
+        Read-only: a run becomes active by starting it (``with run:`` or
+        ``run.start()``), which also keeps the record right.
+
+        Raises:
+            NoActiveExperimentError: no run of this experiment is active.
+        """
+        active = scope.active_run()
+        if active is None or active.experiment.key != self.key:
+            raise exceptions.NoActiveExperimentError(f'{self.name}.run')
+        return active
+
+    @classmethod
+    def get_current(cls) -> Experiment[ConfigT]:
+        """Return the experiment of the active run, checked against ``cls``.
+
+        Raises:
+            NoActiveExperimentError: no run is active.
+            AccessOutsideScopeError: the active run's experiment is not an
+                instance of ``cls``.
+        """
+        active = scope.active_run()
+        if active is None:
+            raise exceptions.NoActiveExperimentError(f'{cls.__name__}.get_current()')
+        if not isinstance(active.experiment, cls):
+            raise exceptions.AccessOutsideScopeError(
+                cls.__name__, active.experiment.name
+            )
+        return active.experiment
+
+    @staticmethod
+    def set_current(experiment: Experiment[Any]) -> None:
+        """Check that ``experiment`` is the current one (the original's setter).
+
+        In ours an experiment is current exactly while one of its runs is
+        active: that is what ``get_config()`` reads, and the run's record
+        says what ran. So this does not switch experiments behind a run:
+        it accepts the experiment of the active run and refuses any other.
+
+        Raises:
+            NoActiveExperimentError: no run is active; start one of
+                ``experiment`` (``with experiment.create_run(): ...``).
+            NestedScopeError: a run of another experiment is active.
+        """
+        active = scope.active_run()
+        if active is None:
+            raise exceptions.NoActiveExperimentError(
+                f'Making {experiment.name!r} the current experiment'
+            )
+        if active.experiment.key != experiment.key:
+            raise exceptions.NestedScopeError(active.experiment.name, experiment.name)
 
     @classmethod
     def get_config(cls) -> ConfigT:
@@ -127,6 +226,7 @@ class Experiment(Generic[ConfigT]):
         resume: bool | Literal['unfinished'] = False,
         seed: int | None = None,
         deterministic: bool | None = None,
+        record: bool = True,
     ) -> Run[ConfigT]:
         """Create a run, or get a recorded one back with ``resume``.
 
@@ -160,6 +260,12 @@ class Experiment(Generic[ConfigT]):
             deterministic: make torch use deterministic algorithms while the
                 run is active; by default the ``deterministic`` setting, and
                 for a resumed run, when that is not set, its recorded mode.
+            record: ``False`` keeps the run out of the run registry (the
+                original's ``record=False``): its record lives in a temporary
+                folder, deleted when the run stops, so ``list_runs`` and
+                ``drytorch runs`` never show it and it cannot be resumed.
+                The trackers still write their outputs under ``par_dir``.
+                Not with ``resume``, nor under ``torchrun``.
 
         Returns:
             The run, not started yet: use it as a context manager, or call
@@ -184,6 +290,10 @@ class Experiment(Generic[ConfigT]):
         process group is initialised here from the launcher's environment if
         the script has not done it, and destroyed when the process exits.
         """
+        if not isinstance(record, bool):
+            raise TypeError(f'record must be a boolean, got {record!r}.')
+        if not record:
+            return self._unrecorded_run(run_id, resume, seed, deterministic)
         distributed.join(settings.get_settings().distributed_timeout)
         world = distributed.current()
         if world.size == 1:
@@ -205,13 +315,13 @@ class Experiment(Generic[ConfigT]):
                     f'Rank 0 could not create the run of experiment '
                     f'{self.name!r}: {answer}'
                 )
-            run_id, recorded, seed, deterministic, record = answer
+            run_id, recorded, seed, deterministic, data = answer
             known = self._runs.get(run_id)
             if known is None or known.is_active:
                 run = Run(
                     self,
                     run_id,
-                    record,
+                    data,
                     recorded=recorded,
                     seed=seed,
                     deterministic=deterministic,
@@ -220,9 +330,45 @@ class Experiment(Generic[ConfigT]):
                 self._runs[run_id] = run
             else:  # resumed in this process: the same object, as on rank 0
                 run = known
-                run._record, run._recorded = record, recorded
+                run._record, run._recorded = data, recorded
                 run._seed, run._deterministic = seed, deterministic
         run.world = world
+        return run
+
+    def _unrecorded_run(
+        self,
+        run_id: str | None,
+        resume: bool | Literal['unfinished'],
+        seed: int | None,
+        deterministic: bool | None,
+    ) -> Run[ConfigT]:
+        """Create a run whose record lives in a throwaway registry."""
+        if resume is not False:
+            raise ValueError(
+                'record=False makes a run that is not recorded, so it cannot '
+                'resume one: drop resume=, or drop record=False.'
+            )
+        if distributed.current().size > 1:
+            raise exceptions.DistributedError(
+                'record=False is not supported under torchrun: every rank must '
+                'find the same record. Drop record=False.'
+            )
+        if run_id is not None:
+            get_host().validate_name(name=run_id, kind='run')
+        if seed is not None:
+            seed = seeding.check_seed(seed)
+        if deterministic is not None and not isinstance(deterministic, bool):
+            raise TypeError(f'deterministic must be a boolean, got {deterministic!r}.')
+        root = pathlib.Path(tempfile.mkdtemp(prefix='drytorch-unrecorded-'))
+        try:
+            run = self._new_run(
+                run_id, seed, deterministic, registry.RunRegistry(root), keep=False
+            )
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        run._discard_root = root
+        weakref.finalize(run, shutil.rmtree, root, True)
         return run
 
     def _create_run(
@@ -252,11 +398,11 @@ class Experiment(Generic[ConfigT]):
             return self._new_run(run_id, seed, deterministic)
         target = run_id if run_id is not None else self.registry.last_id(self.key)
         if target is None:
-            warnings.warn(
+            warning = exceptions.NoPreviousRunsWarning()  # the original's class
+            warning.args = (
                 f'No run of experiment {self.name!r} is recorded: starting a new one.',
-                exceptions.DryTorchWarning,
-                stacklevel=3,
             )
+            warnings.warn(warning, stacklevel=3)
             return self._new_run(None, seed, deterministic)
         if target in self._runs:
             run = self._runs[target]
@@ -390,9 +536,16 @@ class Experiment(Generic[ConfigT]):
         return None
 
     def _new_run(
-        self, run_id: str | None, seed: int | None, deterministic: bool | None
+        self,
+        run_id: str | None,
+        seed: int | None,
+        deterministic: bool | None,
+        runs: registry.RunRegistry | None = None,
+        *,
+        keep: bool = True,
     ) -> Run[ConfigT]:
-        self.registry.ensure_experiment(
+        runs = self.registry if runs is None else runs
+        runs.ensure_experiment(
             self.key,
             {
                 'name': self.name,
@@ -426,7 +579,7 @@ class Experiment(Generic[ConfigT]):
             'status': 'created',
             'created_at': registry.now(),
             'par_dir': str(self.par_dir),
-            'tags': list(self.tags),
+            'tags': list(self._tags),
             'config_class': _qualname(type(self.config)),
             'config_hash': snapshot.config_hash(self.config),
             'seed': seed,
@@ -436,7 +589,7 @@ class Experiment(Generic[ConfigT]):
             'environment': env.record,
         }
         try:
-            new_id = self.registry.create(self.key, record, run_id, owner=self)
+            new_id = runs.create(self.key, record, run_id, owner=self)
         except FileExistsError:
             assert run_id is not None
             raise exceptions.RunAlreadyExistsError(run_id, self.name) from None
@@ -447,12 +600,14 @@ class Experiment(Generic[ConfigT]):
             recorded=False,
             seed=seed,
             deterministic=deterministic,
+            runs=runs,
         )
         run._claim()  # from the experiment, which claimed it before the record
         _write_beside(run.packages_path, env.packages.text.encode())
         if env.diff is not None:
             _write_beside(run.diff_path, env.diff)
-        self._runs[new_id] = run
+        if keep:
+            self._runs[new_id] = run
         return run
 
     def _resume(

@@ -2,6 +2,15 @@
 
 Events are frozen, slotted dataclasses: a tracker can read everything it needs
 but cannot change the run, and cannot depend on what another tracker did.
+
+Every event derives from ``Event``, so a ``functools.singledispatchmethod``
+``notify`` can take ``Event`` as its catch-all. The original DRYTorch's
+event names are importable too: aliases of ours (``ModelRegistrationEvent is
+ModelRegisterEvent``), except ``SaveModelEvent`` and ``LoadModelEvent``, the
+subclasses of ``CheckpointEvent`` that a save or a load is created as. The
+original's field names are read-only properties
+(``ModelRegistrationEvent.architecture_repr``,
+``StartExperimentEvent.exp_name``...): they cost nothing until read.
 """
 
 from __future__ import annotations
@@ -10,22 +19,37 @@ import dataclasses
 import datetime
 import pathlib
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 __all__ = [
     'ActorRegisterEvent',
+    'ActorRegistrationEvent',
     'CheckpointEvent',
+    'EndEpochEvent',
+    'EndTestEvent',
+    'EndTrainingEvent',
     'EpochEndEvent',
     'EpochStartEvent',
+    'Event',
     'IterateBatchEvent',
     'LearningRateEvent',
+    'LoadModelEvent',
+    'MetricEvent',
     'MetricsEvent',
     'ModelRegisterEvent',
+    'ModelRegistrationEvent',
     'ModelUnregisterEvent',
     'RunStartEvent',
     'RunStatus',
     'RunStopEvent',
+    'SaveModelEvent',
+    'StartEpochEvent',
+    'StartExperimentEvent',
+    'StartTestEvent',
+    'StartTrainingEvent',
     'StepMetricsEvent',
+    'StopExperimentEvent',
+    'TerminatedTrainingEvent',
     'TerminationEvent',
     'TestEndEvent',
     'TestStartEvent',
@@ -35,9 +59,64 @@ __all__ = [
 
 RunStatus = Literal['created', 'running', 'completed', 'failed', 'crashed']
 
+_AUTO_PUBLISH = 'event:auto_publish'
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now().astimezone()
+
+
+class Event:
+    """Base class of every tracking event.
+
+    Trackers dispatch on it: a ``functools.singledispatchmethod`` ``notify``
+    whose base implementation takes ``Event`` receives every event its class
+    has no handler for (except the per-batch ``IterateBatchEvent``, unless
+    a handler asks for it).
+    """
+
+    __slots__ = ()
+
+    _auto_publish: ClassVar[Callable[[Event], object] | None] = None
+
+    @staticmethod
+    def set_auto_publish(func: Callable[[Event], object] | None) -> None:
+        """Send every tracking event to ``func`` too, or stop with ``None``.
+
+        In the original DRYTorch, creating an event published it through this
+        function (the active experiment's dispatcher). Here events are
+        published by the library to the active experiment's trackers;
+        ``func`` is an extra listener: it receives every event broadcast to
+        trackers, in every run, except the per-batch ``IterateBatchEvent``
+        (a listener costs nothing per batch). A ``func`` that raises is
+        removed with a ``TrackerFailureWarning``, as a tracker would be.
+        """
+        from drytorch.core.plugins import TRACKING_HOOKS, get_host
+
+        host = get_host()
+        host.unregister(_AUTO_PUBLISH)
+        Event._auto_publish = func
+        if func is None:
+            return
+        import types
+
+        from drytorch import hookimpl
+
+        def forward(event: Any) -> None:
+            func(event)
+
+        listener = types.SimpleNamespace(all_ranks=False)
+        for hook_name in TRACKING_HOOKS - {'on_batch_end'}:
+            setattr(listener, hook_name, hookimpl(forward))
+
+        def forget() -> None:
+            Event._auto_publish = None
+
+        host.register(listener, _AUTO_PUBLISH, 'Event.set_auto_publish', forget)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class RunStartEvent:
+class RunStartEvent(Event):
     """A run started (``resumed`` is False) or was resumed.
 
     Attributes:
@@ -70,9 +149,19 @@ class RunStartEvent:
     previous_status: RunStatus | None = None
     previous_error: str | None = None
 
+    @property
+    def exp_name(self) -> str:
+        """The original's name of ``experiment_name``."""
+        return self.experiment_name
+
+    @property
+    def run_ts(self) -> datetime.datetime:
+        """The original's name of ``timestamp``."""
+        return self.timestamp
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class RunStopEvent:
+class RunStopEvent(Event):
     """A run stopped.
 
     Attributes:
@@ -89,9 +178,14 @@ class RunStopEvent:
     error: str | None
     timestamp: datetime.datetime
 
+    @property
+    def exp_name(self) -> str:
+        """The original's name of ``experiment_name``."""
+        return self.experiment_name
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ModelRegisterEvent:
+class ModelRegisterEvent(Event):
     """A model joined the active run.
 
     Attributes:
@@ -100,6 +194,8 @@ class ModelRegisterEvent:
         run_id: the run's id.
         architecture: the module's printed structure (``repr``).
         n_parameters: the number of parameters of the module.
+        timestamp: when the model joined the run (local time, timezone
+            aware); not compared by ``==``.
     """
 
     model_name: str
@@ -107,10 +203,23 @@ class ModelRegisterEvent:
     run_id: str
     architecture: str
     n_parameters: int
+    timestamp: datetime.datetime = dataclasses.field(
+        default_factory=_now, compare=False
+    )
+
+    @property
+    def architecture_repr(self) -> str:
+        """The original's name of ``architecture``."""
+        return self.architecture
+
+    @property
+    def model_ts(self) -> datetime.datetime:
+        """The original's name of ``timestamp``."""
+        return self.timestamp
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ModelUnregisterEvent:
+class ModelUnregisterEvent(Event):
     """A model was released from its run.
 
     Attributes:
@@ -125,7 +234,7 @@ class ModelUnregisterEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ActorRegisterEvent:
+class ActorRegisterEvent(Event):
     """A trainer, validation, test or other runner started working on a model.
 
     Attributes:
@@ -134,16 +243,38 @@ class ActorRegisterEvent:
         run_id: the active run's id.
         description: a readable, TOML-friendly description of the runner and
             its parts (loader, objective, learning schema, hooks).
+        timestamp: when the runner was registered (local time, timezone
+            aware); not compared by ``==``.
     """
 
     actor_name: str
     model_name: str
     run_id: str
     description: Mapping[str, Any]
+    timestamp: datetime.datetime = dataclasses.field(
+        default_factory=_now, compare=False
+    )
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The original's name of ``description``."""
+        return self.description
+
+    @property
+    def actor_ts(self) -> datetime.datetime:
+        """The original's name of ``timestamp``."""
+        return self.timestamp
+
+    @property
+    def model_ts(self) -> datetime.datetime | None:
+        """When the model joined its run, while it is registered; else None."""
+        from drytorch.core import registering
+
+        return registering.registered_at(self.run_id, self.model_name)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TrainingStartEvent:
+class TrainingStartEvent(Event):
     """Training of a model starts (or resumes) at ``start_epoch``.
 
     ``stopped`` is the reason training stays stopped, when a checkpoint
@@ -159,7 +290,7 @@ class TrainingStartEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TrainingEndEvent:
+class TrainingEndEvent(Event):
     """Training of a model ended at ``epoch`` (completed or terminated)."""
 
     model_name: str
@@ -168,7 +299,7 @@ class TrainingEndEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class EpochStartEvent:
+class EpochStartEvent(Event):
     """An epoch of training starts; ``end_epoch`` is the planned last epoch."""
 
     model_name: str
@@ -178,7 +309,7 @@ class EpochStartEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class EpochEndEvent:
+class EpochEndEvent(Event):
     """An epoch of training ended, after its metrics and validation."""
 
     model_name: str
@@ -187,7 +318,7 @@ class EpochEndEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class IterateBatchEvent:
+class IterateBatchEvent(Event):
     """A runner finished a batch (for progress displays).
 
     Attributes:
@@ -207,9 +338,14 @@ class IterateBatchEvent:
     batch_size: int
     live_metrics: Callable[[], Mapping[str, float]]
 
+    @property
+    def n_iter(self) -> int | None:
+        """The original's name of ``n_batches``."""
+        return self.n_batches
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class MetricsEvent:
+class MetricsEvent(Event):
     """Metrics of a model from one source (a runner) at an epoch.
 
     Attributes:
@@ -226,7 +362,7 @@ class MetricsEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class StepMetricsEvent:
+class StepMetricsEvent(Event):
     """Metrics of a model at an optimizer step, for curves by step.
 
     From the trainer (``source_name`` is its name): the means of its loss and
@@ -250,7 +386,7 @@ class StepMetricsEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class LearningRateEvent:
+class LearningRateEvent(Event):
     """The learning rate or its schedule changed (epoch start or a hook)."""
 
     model_name: str
@@ -259,9 +395,16 @@ class LearningRateEvent:
     learning_rates: tuple[float, ...]
     reason: str
 
+    @property
+    def base_lr(self) -> float | tuple[float, ...]:
+        """The original's field: the learning rate, or one per parameter group."""
+        if len(self.learning_rates) == 1:
+            return self.learning_rates[0]
+        return self.learning_rates
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TerminationEvent:
+class TerminationEvent(Event):
     """Training was asked to stop early (early stopping, a hook, the user)."""
 
     model_name: str
@@ -271,7 +414,7 @@ class TerminationEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TestStartEvent:
+class TestStartEvent(Event):
     """A test of a model starts."""
 
     model_name: str
@@ -280,7 +423,7 @@ class TestStartEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TestEndEvent:
+class TestEndEvent(Event):
     """A test of a model ended; its metrics were sent just before."""
 
     model_name: str
@@ -289,7 +432,7 @@ class TestEndEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class CheckpointEvent:
+class CheckpointEvent(Event):
     """A checkpoint was saved, loaded or deleted (by a retention policy).
 
     Attributes:
@@ -310,3 +453,51 @@ class CheckpointEvent:
     location: str
     batch: int = 0
     digest: str | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> CheckpointEvent:
+        """Create a save as a ``SaveModelEvent``, a load as a ``LoadModelEvent``.
+
+        So that a tracker dispatching on the original's event classes gets
+        them; both are ``CheckpointEvent`` instances with the same fields.
+        """
+        if cls is CheckpointEvent:
+            action = args[2] if len(args) > 2 else kwargs.get('action')
+            cls = _BY_ACTION.get(action, cls)
+        return object.__new__(cls)
+
+    @property
+    def definition(self) -> str:
+        """The original's field: what was stored; ours always stores checkpoints."""
+        return 'checkpoint'
+
+
+class SaveModelEvent(CheckpointEvent):
+    """A checkpoint was saved (the original's name; ``action == 'save'``)."""
+
+    __slots__ = ()
+
+
+class LoadModelEvent(CheckpointEvent):
+    """A checkpoint was loaded (the original's name; ``action == 'load'``)."""
+
+    __slots__ = ()
+
+
+_BY_ACTION: dict[object, type[CheckpointEvent]] = {
+    'save': SaveModelEvent,
+    'load': LoadModelEvent,
+}
+
+# The original DRYTorch's names of our events.
+StartExperimentEvent = RunStartEvent
+StopExperimentEvent = RunStopEvent
+ModelRegistrationEvent = ModelRegisterEvent
+ActorRegistrationEvent = ActorRegisterEvent
+StartTrainingEvent = TrainingStartEvent
+EndTrainingEvent = TrainingEndEvent
+StartEpochEvent = EpochStartEvent
+EndEpochEvent = EpochEndEvent
+MetricEvent = MetricsEvent
+TerminatedTrainingEvent = TerminationEvent
+StartTestEvent = TestStartEvent
+EndTestEvent = TestEndEvent

@@ -12,8 +12,10 @@ import copy
 import datetime
 import os
 import pathlib
+import shutil
 import sys
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -96,8 +98,12 @@ class Run(Generic[ConfigT]):
         seed: int,
         deterministic: bool,
         world: distributed.World = distributed.SINGLE,
+        runs: registry.RunRegistry | None = None,
     ) -> None:
         self.experiment = experiment
+        self._registry = experiment.registry if runs is None else runs
+        self._discard_root: pathlib.Path | None = None  # record=False: its registry
+        self._session_resumed = False
         self.world = world
         self.id = run_id
         self.model_names: set[str] = set()
@@ -108,7 +114,7 @@ class Run(Generic[ConfigT]):
         self._final_status: log_events.RunStatus | None = None
         self._keeper = summary.SummaryKeeper(self)
         self._recorded = recorded
-        self._lock = experiment.registry.lock(experiment.key, run_id)
+        self._lock = self._registry.lock(experiment.key, run_id)
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._last_error_at_start: object = None
         self._seed = seed
@@ -139,8 +145,71 @@ class Run(Generic[ConfigT]):
 
     @property
     def record(self) -> Mapping[str, Any]:
-        """The run's record as last read or written by this process."""
+        """The run's record as last read or written by this process.
+
+        The original DRYTorch's ``run.record`` is a bool (whether the run is
+        kept in the registry): here that is ``in_registry``.
+        """
         return self._record
+
+    @property
+    def in_registry(self) -> bool:
+        """Whether the run is kept in the run registry (``record=False``: not)."""
+        return self._discard_root is None
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the run continues a recorded run.
+
+        While the run is active: whether this session resumed it. Otherwise:
+        whether starting it now would resume it (a run created by
+        ``create_run(resume=True)`` of a recorded id, or one that ran
+        before).
+        """
+        if self.is_active:
+            return self._session_resumed
+        return self._recorded
+
+    @property
+    def created_at(self) -> datetime.datetime:
+        """When the run was created (its record's ``created_at``), local time."""
+        created = self._record.get('created_at')
+        if isinstance(created, datetime.datetime):
+            return created
+        if isinstance(created, str):
+            return datetime.datetime.fromisoformat(created)
+        raise exceptions.CorruptRecordError(
+            self.record_path, f'created_at is {created!r}, not a time'
+        )
+
+    @property
+    def created_at_str(self) -> str:
+        """The creation time as the original formats run ids: ``%Y-%m-%d@%Hh%Mm%Ss``."""
+        return self.created_at.strftime('%Y-%m-%d@%Hh%Mm%Ss')
+
+    def add_tags(self, *tags: str | Iterable[str]) -> None:
+        """Add tags (strings, or lists of them) to the run's record.
+
+        The experiment's tags stay as they are.
+
+        Tags already there are not repeated; it works whether or not the run
+        is active.
+
+        Raises:
+            InvalidNameError: a tag is not a printable string.
+            RunNotFoundError: the run is not recorded.
+        """
+        from drytorch.core import housekeeping
+
+        flat: list[str] = []
+        for tag in tags:  # add_tags('a', 'b') or the original's add_tags(['a', 'b'])
+            flat.extend([tag] if isinstance(tag, str) else tag)
+        if self.world.rank > 0:
+            return  # a replica: rank 0 owns the record
+        written = housekeeping.tag_run(
+            self._registry, self.experiment.key, self.id, add=flat
+        )
+        self._record = {**self._record, 'tags': list(written.data.get('tags', []))}
 
     @property
     def keeper(self) -> summary.SummaryKeeper:
@@ -150,7 +219,7 @@ class Run(Generic[ConfigT]):
     @property
     def record_path(self) -> pathlib.Path:
         """The run's record file."""
-        return self.experiment.registry.record_path(self.experiment.key, self.id)
+        return self._registry.record_path(self.experiment.key, self.id)
 
     @property
     def packages_path(self) -> pathlib.Path:
@@ -179,13 +248,27 @@ class Run(Generic[ConfigT]):
     def start(self) -> Self:
         """Start (or resume) the run and make it the active one.
 
+        Starting the run that is already active changes nothing and warns
+        ``RunAlreadyRunningWarning``.
+
         Raises:
-            RunAlreadyActiveError: a run is already active in this process.
+            RunAlreadyActiveError: another run is already active in this
+                process (``NestedScopeError``, a subclass, when it is a run
+                of another experiment).
             RunInUseError: another process runs it.
         """
         active = scope.active_run()
+        if active is self:
+            warnings.warn(exceptions.RunAlreadyRunningWarning(), stacklevel=2)
+            return self
         if active is not None:
+            if active.experiment.key != self.experiment.key:
+                raise exceptions.NestedScopeError(
+                    active.experiment.name, self.experiment.name
+                )
             raise exceptions.RunAlreadyActiveError(repr(active), repr(self))
+        if self._discard_root is not None and not self._discard_root.exists():
+            raise exceptions.RunNotFoundError(self.id, self.experiment.name)
         world = self.world
         if world.size == 1:
             return self._start()
@@ -297,6 +380,7 @@ class Run(Generic[ConfigT]):
         exp = self.experiment
         resumed = self._recorded
         self._recorded = True
+        self._session_resumed = resumed
         self._last_error_at_start = getattr(sys, 'last_value', None)
         self._finalizer = weakref.finalize(self, _stop_at_exit, weakref.ref(self))
         event = log_events.RunStartEvent(
@@ -430,7 +514,7 @@ class Run(Generic[ConfigT]):
             else:
                 data.pop('summary', None)
 
-        record = exp.registry.update(exp.key, self.id, apply, sync=sync)
+        record = self._registry.update(exp.key, self.id, apply, sync=sync)
         self._written_at = time.monotonic()
         self._record = dict(record.data)
         self.summary.clear()
@@ -443,19 +527,27 @@ class Run(Generic[ConfigT]):
         if not self._lock.claim(self):
             exp = self.experiment
             try:
-                holder = registry.holder(exp.registry.read(exp.key, self.id))
+                holder = registry.holder(self._registry.read(exp.key, self.id))
             except (FileNotFoundError, exceptions.CorruptRecordError):
                 holder = 'another process'
             raise exceptions.RunInUseError(self.id, holder)
 
     def stop(self, error: BaseException | None = None, *, reason: str = '') -> None:
-        """Stop the run and finalise its record; do nothing if it is not active.
+        """Stop the run and finalise its record.
+
+        Stopping a run that is not active changes nothing and warns:
+        ``RunAlreadyCompletedWarning`` if it completed, else
+        ``RunNotStartedWarning``.
 
         Args:
             error: the exception that ended the run; the run is then ``failed``.
             reason: why the run stopped, when not by the user's code.
         """
         if not self.is_active:
+            if self.status == 'completed':
+                warnings.warn(exceptions.RunAlreadyCompletedWarning(), stacklevel=2)
+            else:
+                warnings.warn(exceptions.RunNotStartedWarning(), stacklevel=2)
             return
         exp = self.experiment
         stopped = registry.now()
@@ -507,6 +599,8 @@ class Run(Generic[ConfigT]):
                 if self.world.rank == 0:
                     self._lock.release(self)
                 self._restore_sigterm()
+                if self._discard_root is not None:  # record=False: nothing kept
+                    shutil.rmtree(self._discard_root, ignore_errors=True)
 
     def _restore_sigterm(self) -> None:
         """Give SIGTERM its default action back, if ``start`` changed it."""
@@ -523,7 +617,8 @@ class Run(Generic[ConfigT]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> Literal[False]:
-        self.stop(exc)
+        if self.is_active:  # not stopped inside the block (an Optuna prune does)
+            self.stop(exc)
         return False
 
     def __repr__(self) -> str:
@@ -533,7 +628,7 @@ class Run(Generic[ConfigT]):
 def _stop_at_exit(ref: weakref.ref[Run[Any]]) -> None:
     """Stop a run still active at interpreter exit (or when it is collected)."""
     run = ref()
-    if run is not None:
+    if run is not None and run.is_active:
         error = getattr(sys, 'last_value', None)  # set by an uncaught exception
         if error is run._last_error_at_start or not isinstance(error, BaseException):
             error = None

@@ -8,6 +8,11 @@ a subclass may also override ``notify(event)`` (or ``notify(event, run)``),
 which then receives every tracking event the class has no hook method for.
 Nothing else is generated, forwarded or rewritten: what a class implements is
 what it receives.
+
+The original DRYTorch's names are here too: ``EventDispatcher`` (a
+``TrackerRegistry`` that can also ``publish`` an event itself),
+``DEFAULT_TRACKERS`` (a read-only live view of the default trackers, by
+name) and ``MetadataManager`` (nested descriptions of models and actors).
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ if TYPE_CHECKING:
     from drytorch.core.plugins import PluginHost
 
 __all__ = [
+    'DEFAULT_TRACKERS',
     'INIT_MODES',
+    'EventDispatcher',
+    'MetadataManager',
     'Tracker',
     'TrackerRegistry',
     'as_plugin',
@@ -76,22 +84,28 @@ class Tracker:
     def notify(self, event: object) -> None:
         """Receive a tracking event without a hook method. The default ignores it."""
 
+    def clean_up(self) -> None:
+        """Release what the tracker holds for a run; called after its stop.
+
+        The original DRYTorch's hook: an override runs once each run of the
+        experiment stops, after the tracker has received the stop event.
+        The default does nothing.
+        """
+
     @classmethod
     def get_current(cls) -> Self:
         """Return the instance of this class tracking the active run.
 
         Raises:
             NoActiveExperimentError: no run is active.
-            TrackerError: the active experiment has no such tracker.
+            TrackerNotUsedError: the active experiment has no such tracker
+                (a ``TrackerError``).
         """
         run = scope.require_active_run(f'{cls.__name__}.get_current()')
         for tracker in run.experiment.trackers:
             if isinstance(tracker, cls):
                 return tracker
-        raise exceptions.TrackerError(
-            f'Experiment {run.experiment.name!r} has no {cls.__name__} tracker; '
-            f'subscribe one with experiment.trackers.subscribe({cls.__name__}()).'
-        )
+        raise exceptions.TrackerNotUsedError(cls.__name__, run.experiment.name)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name={self.name!r})'
@@ -100,12 +114,16 @@ class Tracker:
 def as_plugin(tracker: Any) -> Any:
     """Return what the plugin host registers for ``tracker``.
 
-    The tracker itself, unless its class overrides ``Tracker.notify``: then a
-    plain object holding the tracker's hook methods and, for each other
-    tracking hook of the contract, a call of ``notify``.
+    The tracker itself, unless its class overrides ``Tracker.notify`` or
+    ``Tracker.clean_up``: then a plain object holding the tracker's hook
+    methods and, for each other tracking hook of the contract, a call of
+    ``notify`` (if overridden); ``on_run_stop`` then calls ``clean_up``.
     """
     notify = getattr(type(tracker), 'notify', None)
-    if notify is None or notify is Tracker.notify:
+    clean_up = getattr(type(tracker), 'clean_up', None)
+    overrides_notify = notify is not None and notify is not Tracker.notify
+    cleans = clean_up is not None and clean_up is not Tracker.clean_up
+    if not overrides_notify and not cleans:
         return tracker
     from drytorch.core.plugins import TRACKING_HOOKS
 
@@ -114,19 +132,41 @@ def as_plugin(tracker: Any) -> Any:
         static = inspect.getattr_static(type(tracker), attr, None)
         if getattr(static, _MARKER, None) is not None:
             setattr(plugin, attr, getattr(tracker, attr))
-    bound = tracker.notify
-    dispatching = isinstance(
-        inspect.getattr_static(type(tracker), 'notify'), functools.singledispatchmethod
-    )  # it dispatches on the event alone
-    with_run = not dispatching and _takes_run(bound)
-    batches = _handles_batches(type(tracker))
-    for hook_name in TRACKING_HOOKS:
-        if hasattr(plugin, hook_name):
-            continue
-        if hook_name == 'on_batch_end' and not batches:
-            continue
-        setattr(plugin, hook_name, _forward(bound, with_run))
+    if overrides_notify:
+        bound = tracker.notify
+        dispatching = isinstance(
+            inspect.getattr_static(type(tracker), 'notify'),
+            functools.singledispatchmethod,
+        )  # it dispatches on the event alone
+        with_run = not dispatching and _takes_run(bound)
+        batches = _handles_batches(type(tracker))
+        for hook_name in TRACKING_HOOKS:
+            if hasattr(plugin, hook_name):
+                continue
+            if hook_name == 'on_batch_end' and not batches:
+                continue
+            setattr(plugin, hook_name, _forward(bound, with_run))
+    if cleans:
+        plugin.on_run_stop = _then_clean_up(
+            getattr(plugin, 'on_run_stop', None), tracker.clean_up
+        )
     return plugin
+
+
+def _then_clean_up(
+    on_run_stop: Callable[..., None] | None, clean_up: Callable[[], None]
+) -> Callable[..., None]:
+    from drytorch import hookimpl
+
+    takes = _arg_names(on_run_stop) if on_run_stop is not None else []
+
+    def stop_then_clean_up(event: Any, run: Any) -> None:
+        if on_run_stop is not None:
+            arguments = {'event': event, 'run': run}
+            on_run_stop(**{name: arguments[name] for name in takes})
+        clean_up()
+
+    return hookimpl(stop_then_clean_up)
 
 
 def _forward(notify: Callable[..., None], with_run: bool) -> Callable[..., None]:
@@ -185,29 +225,31 @@ class TrackerRegistry:
         self._defaults = {_name_of(tracker) for tracker in defaults}
         self.subscribe(*trackers)
 
-    def subscribe(self, *trackers: Any) -> None:
+    def subscribe(self, *trackers: Any, **named: Any) -> None:
         """Add trackers; each must have a ``name`` not used in this experiment.
 
-        A name used by a default tracker is free: the new tracker replaces
-        it. A tracker subscribed while a run of the experiment is active first
-        receives that run's ``RunStartEvent``.
+        ``named`` trackers (the original DRYTorch's form) are subscribed under
+        their keyword instead of their ``name``. A name used by a default
+        tracker is free: the new tracker replaces it. A tracker subscribed
+        while a run of the experiment is active first receives that run's
+        ``RunStartEvent``.
 
         Raises:
-            TrackerError: a name is already taken.
+            TrackerAlreadyRegisteredError: a name is already taken (a
+                ``TrackerError``).
             PluginError: a tracker does not follow the hook contract.
         """
         from drytorch.core.plugins import check_plugin
 
-        for tracker in trackers:
-            name = _name_of(tracker)
+        pairs = [(_name_of(tracker), tracker) for tracker in trackers]
+        pairs.extend(named.items())
+        for name, tracker in pairs:
             replaces = (
                 name in self._defaults and self._trackers.get(name) is not tracker
             )
             if name in self._trackers and not replaces:
-                raise exceptions.TrackerError(
-                    f'Experiment {self._experiment_name!r} already has a tracker '
-                    f'named {name!r}; remove it first or give the new one another '
-                    'name.'
+                raise exceptions.TrackerAlreadyRegisteredError(
+                    name, self._experiment_name
                 )
             if self._host is None or replaces:  # fail before anything changes
                 check_plugin(
@@ -305,8 +347,8 @@ def init_trackers(mode: str = 'standard') -> None:
 
     Args:
         mode: ``standard`` (logging, progress bars, metadata files, the
-            metric history as CSV), ``minimal`` (the run line and one bar
-            over the epochs), ``hydra`` (standard, logging through Hydra's
+            metric history as CSV), ``minimal`` (one bar over the epochs,
+            no log lines), ``hydra`` (standard, logging through Hydra's
             root logger) or ``none``.
 
     Raises:
@@ -419,7 +461,7 @@ def build_available(
 
 def _handles_batches(cls: type) -> bool:
     """Return whether ``cls.notify`` wants ``IterateBatchEvent``s."""
-    from drytorch.core.log_events import IterateBatchEvent
+    from drytorch.core.log_events import Event, IterateBatchEvent
 
     notify = next(k.__dict__['notify'] for k in cls.__mro__ if 'notify' in k.__dict__)
     if notify is Tracker.__dict__['notify']:
@@ -428,7 +470,8 @@ def _handles_batches(cls: type) -> bool:
     if registry is None:  # a plain override: it receives everything
         return True
     return any(
-        kind is not object and issubclass(IterateBatchEvent, kind) for kind in registry
+        kind not in (object, Event) and issubclass(IterateBatchEvent, kind)
+        for kind in registry
     )
 
 
@@ -444,3 +487,128 @@ def _name_of(tracker: Any) -> str:
 
 def _plugin_name(name: str) -> str:
     return f'tracker:{name}'
+
+
+class EventDispatcher(TrackerRegistry):
+    """The original DRYTorch's dispatcher: a ``TrackerRegistry`` that publishes.
+
+    ``EventDispatcher(exp_name)`` holds trackers like an experiment's
+    ``trackers``; ``publish(event)`` hands one event to each of them
+    directly (the hook method for the event, else ``notify``), outside the
+    plugin host. A tracker that raises is skipped with a
+    ``TrackerExceptionWarning`` and stays subscribed.
+    """
+
+    def publish(self, event: Any) -> None:
+        """Deliver ``event`` to every tracker, in subscription order."""
+        hook_name = _hook_of(event)
+        for name, tracker in list(self._trackers.items()):
+            handler = getattr(as_plugin(tracker), hook_name, None)
+            if handler is None:
+                continue
+            try:
+                if 'run' in _arg_names(handler):
+                    handler(event=event, run=None)
+                else:
+                    handler(event)
+            except Exception as err:
+                warnings.warn(
+                    exceptions.TrackerExceptionWarning(name, err), stacklevel=2
+                )
+
+
+def _hook_of(event: Any) -> str:
+    from drytorch.core import log_events
+
+    if isinstance(event, log_events.CheckpointEvent):
+        return f'on_checkpoint_{event.action}'
+    for kind in type(event).__mro__:
+        hook_name = _HOOKS.get(kind.__name__)
+        if hook_name is not None:
+            return hook_name
+    raise exceptions.TrackerError(
+        f'{event!r} is not a DRYTorch event; publish one of drytorch.log_events.'
+    )
+
+
+_HOOKS = {
+    'RunStartEvent': 'on_run_start',
+    'RunStopEvent': 'on_run_stop',
+    'ModelRegisterEvent': 'on_model_register',
+    'ModelUnregisterEvent': 'on_model_unregister',
+    'ActorRegisterEvent': 'on_actor_register',
+    'TrainingStartEvent': 'on_training_start',
+    'TrainingEndEvent': 'on_training_end',
+    'EpochStartEvent': 'on_epoch_start',
+    'EpochEndEvent': 'on_epoch_end',
+    'IterateBatchEvent': 'on_batch_end',
+    'MetricsEvent': 'on_metrics',
+    'StepMetricsEvent': 'on_step_metrics',
+    'LearningRateEvent': 'on_learning_rate',
+    'TerminationEvent': 'on_termination',
+    'TestStartEvent': 'on_test_start',
+    'TestEndEvent': 'on_test_end',
+}
+
+
+def _arg_names(function: Callable[..., Any]) -> list[str]:
+    try:
+        return list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+class _DefaultTrackers(Mapping[str, Any]):
+    """A read-only live view of ``default_trackers()``, by tracker name."""
+
+    def _table(self) -> dict[str, Any]:
+        return {_name_of(tracker): tracker for tracker in default_trackers()}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return f'DEFAULT_TRACKERS({list(self)})'
+
+
+DEFAULT_TRACKERS: Mapping[str, Any] = _DefaultTrackers()
+"""The default trackers of new experiments, by name (read-only, live).
+
+Change them with ``init_trackers``, ``extend_default_trackers`` and
+``remove_all_default_trackers``. Reading it first builds the defaults from
+the settings, as creating an experiment would.
+"""
+
+
+class MetadataManager:
+    """Nested, readable descriptions of models and actors (the original's name).
+
+    ``extract_metadata(obj)`` describes an object as runners describe
+    themselves in ``ActorRegisterEvent.description``: an object's own
+    ``describe()``, or mappings and sequences of plain values, recursively,
+    else its ``repr``. An object met again inside itself is cut with a
+    ``RecursionWarning``.
+    """
+
+    def extract_metadata(self, obj: Any) -> Any:
+        """Return the description of ``obj`` (TOML-friendly values)."""
+        return self._extract(obj, set())
+
+    def _extract(self, obj: Any, seen: set[int]) -> Any:
+        from drytorch.lib.runners import describe
+
+        if not isinstance(obj, Mapping | list | tuple):
+            return describe(obj)
+        if id(obj) in seen:
+            warnings.warn(exceptions.RecursionWarning(), stacklevel=3)
+            return '...'
+        seen = seen | {id(obj)}
+        if isinstance(obj, Mapping):
+            return {str(key): self._extract(value, seen) for key, value in obj.items()}
+        return [self._extract(item, seen) for item in obj]

@@ -23,7 +23,9 @@ def validate_name(name: str, kind: NameKind) -> None:
 def validate_config(config: Any) -> None:
     """Validation: refuse an experiment configuration by raising.
 
-    Called when an ``Experiment`` is created. The built-in validator refuses
-    configurations that can change after creation (mutable dataclasses,
-    dictionaries, pydantic models that are not frozen).
+    Called when an ``Experiment`` is created, with the configuration it
+    keeps: plain mutable containers (dicts, lists, sets, mutable dataclasses,
+    writable OmegaConf nodes) arrive as frozen deep copies. The built-in
+    validator refuses what can still change after creation (pydantic models
+    that are not frozen) and what cannot be recorded.
     """

@@ -1,1 +1,1 @@
-"""The training library: models and, later, loaders, objectives and runners."""
+"""The training library: models, loaders, objectives, runners and the trainer."""

@@ -12,7 +12,7 @@ state, so a resumed run continues the same average.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -22,6 +22,9 @@ from torch.optim import swa_utils
 from drytorch.core import distributed
 from drytorch.lib.models import Input, Model, Output, _compile
 from drytorch.lib.runners import to_device
+
+if TYPE_CHECKING:
+    from drytorch.lib.checkpoints import AbstractCheckpoint
 
 __all__ = ['AveragedModel', 'EMAModel', 'SWAModel']
 
@@ -46,8 +49,9 @@ class AveragedModel(Model[Input, Output]):
     refuse to load one kind into another.
 
     Args:
-        module, name, device, mixed_precision, should_distribute,
-            distributed_options, compile: as for ``Model``.
+        module, name, device, checkpoint, mixed_precision,
+            should_distribute, distributed_options, compile: as for
+            ``Model``; the original DRYTorch's positional order.
         multi_avg_fn: torch's in-place averaging function (``None``: the equal
             average of SWA).
         use_buffers: average the buffers (BatchNorm statistics) too; else
@@ -64,12 +68,14 @@ class AveragedModel(Model[Input, Output]):
     def __init__(
         self,
         module: nn.Module,
+        /,
         name: str = '',
         device: torch.device | str | None = None,
+        checkpoint: AbstractCheckpoint | None = None,
+        mixed_precision: bool = False,
         *,
         multi_avg_fn: MultiAvgFn | None = None,
         use_buffers: bool = False,
-        mixed_precision: bool = False,
         should_distribute: bool = True,
         distributed_options: Mapping[str, Any] | None = None,
         compile: bool | Mapping[str, Any] = False,
@@ -78,6 +84,7 @@ class AveragedModel(Model[Input, Output]):
             module,
             name,
             device,
+            checkpoint,
             mixed_precision=mixed_precision,
             should_distribute=should_distribute,
             distributed_options=distributed_options,
@@ -223,8 +230,9 @@ class EMAModel(AveragedModel[Input, Output]):
     likewise: BatchNorm statistics follow the weights they go with.
 
     Args:
-        module, name, device, mixed_precision, should_distribute,
-            distributed_options, compile: as for ``Model``.
+        module, name, device, checkpoint, mixed_precision,
+            should_distribute, distributed_options, compile: as for
+            ``Model``; the original DRYTorch's positional order.
         decay: the weight of the past, in (0, 1); the average spans about
             ``1 / (1 - decay)`` steps.
 
@@ -237,11 +245,13 @@ class EMAModel(AveragedModel[Input, Output]):
     def __init__(
         self,
         module: nn.Module,
+        /,
         name: str = '',
         device: torch.device | str | None = None,
-        *,
-        decay: float = 0.999,
+        checkpoint: AbstractCheckpoint | None = None,
         mixed_precision: bool = False,
+        decay: float = 0.999,
+        *,
         should_distribute: bool = True,
         distributed_options: Mapping[str, Any] | None = None,
         compile: bool | Mapping[str, Any] = False,
@@ -261,6 +271,7 @@ class EMAModel(AveragedModel[Input, Output]):
             module,
             name,
             device,
+            checkpoint,
             multi_avg_fn=ema,
             use_buffers=True,
             mixed_precision=mixed_precision,
@@ -290,8 +301,9 @@ class SWAModel(AveragedModel[Input, Output]):
     data.
 
     Args:
-        module, name, device, mixed_precision, should_distribute,
-            distributed_options, compile: as for ``Model``.
+        module, name, device, checkpoint, mixed_precision,
+            should_distribute, distributed_options, compile: as for
+            ``Model``; the original DRYTorch's positional order.
         start_epoch: the first epoch whose weights are averaged, from 1.
         bn_loader: batches of ``(inputs, targets)``, usually the training
             data, to measure the BatchNorm statistics on after every average.
@@ -305,12 +317,14 @@ class SWAModel(AveragedModel[Input, Output]):
     def __init__(
         self,
         module: nn.Module,
+        /,
         start_epoch: int,
         name: str = '',
         device: torch.device | str | None = None,
+        checkpoint: AbstractCheckpoint | None = None,
+        mixed_precision: bool = False,
         *,
         bn_loader: Iterable[Any] | None = None,
-        mixed_precision: bool = False,
         should_distribute: bool = True,
         distributed_options: Mapping[str, Any] | None = None,
         compile: bool | Mapping[str, Any] = False,
@@ -331,6 +345,7 @@ class SWAModel(AveragedModel[Input, Output]):
             module,
             name,
             device,
+            checkpoint,
             use_buffers=bn_loader is None,
             mixed_precision=mixed_precision,
             should_distribute=should_distribute,

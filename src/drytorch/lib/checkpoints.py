@@ -12,26 +12,41 @@ against the step this module schedules. Storing goes through
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
+import pathlib
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from drytorch.core import checkpointing, distributed, exceptions, scope
+from drytorch.core import (
+    checkpointing,
+    distributed,
+    exceptions,
+    log_events,
+    registering,
+    scope,
+)
+from drytorch.core.plugins import get_host
 from drytorch.lib import rng
 from drytorch.lib.runners import to_device
 
 if TYPE_CHECKING:
+    from drytorch.lib.models import Model
     from drytorch.lib.runners import ModelRunner
     from drytorch.lib.train import Trainer
 
 __all__ = [
     'CHECKPOINT_FORMAT',
+    'MODEL_STATE_FORMAT',
     'READABLE_FORMATS',
+    'AbstractCheckpoint',
     'CheckpointPolicy',
     'Checkpointer',
+    'LocalCheckpoint',
     'Resumed',
     'check_fits',
 ]
@@ -568,3 +583,212 @@ def _plain(value: Any) -> Any:
 def _loader_state(loader: Any) -> Any:
     method = getattr(loader, 'sampler_state', None)
     return method() if callable(method) else None
+
+
+MODEL_STATE_FORMAT = 'model-state'
+"""The ``format`` of a checkpoint holding a model's weights alone.
+
+``LocalCheckpoint.save`` writes one for a model without a trainer; a trainer's
+checkpoints (formats 1 to 4) hold the same weights under the same keys, so
+either loads into a model.
+"""
+
+
+class AbstractCheckpoint(abc.ABC):
+    """Saves and loads the state of one model, and of what is bound beside it.
+
+    ``Model`` binds itself to its checkpoint, and a ``Trainer`` binds itself to
+    its model's: from then on ``save()`` and ``load()`` save and load the
+    trainer's whole checkpoint (``trainer.save_checkpoint()``), so that
+    ``model.save_state()`` resumes exactly. Without a trainer they save the
+    weights, the modules bound with ``bind_module`` and the optimizer bound
+    with ``bind_optimizer``.
+    """
+
+    def __init__(self) -> None:
+        self._model: Model[Any, Any] | None = None
+        self._modules: dict[str, torch.nn.Module] = {}
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._trainer: Trainer[Any, Any, Any] | None = None
+
+    @property
+    def model(self) -> Model[Any, Any]:
+        """The bound model.
+
+        Raises:
+            CheckpointNotInitializedError: no model is bound.
+        """
+        if self._model is None:
+            raise exceptions.CheckpointNotInitializedError()
+        return self._model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The bound optimizer (the trainer's, once one is bound), or ``None``."""
+        if self._optimizer is None and self._trainer is not None:
+            optimizers = self._trainer.optimizers
+            return optimizers[''] if list(optimizers) == [''] else None
+        return self._optimizer
+
+    def bind_model(self, model: Model[Any, Any]) -> None:
+        """Make this the checkpoint of ``model`` (``Model`` calls it)."""
+        if self._model is not None and self._model is not model:
+            self.remove_model()
+        self._model = model
+
+    def bind_module(self, name: str, module: torch.nn.Module) -> None:
+        """Save and load ``module``'s state beside the model's, under ``name``."""
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f'bind_module takes a torch.nn.Module, got {module!r}.')
+        self._modules[name] = module
+
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Save and load ``optimizer``'s state with the model's."""
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f'bind_optimizer takes a torch.optim.Optimizer, got {optimizer!r}.'
+            )
+        self._optimizer = optimizer
+
+    def bind_trainer(self, trainer: Trainer[Any, Any, Any]) -> None:
+        """Save and load ``trainer``'s whole checkpoint (``Trainer`` calls it)."""
+        self._trainer = trainer
+
+    def remove_model(self) -> None:
+        """Unbind the model and everything bound with it."""
+        self._model = None
+        self._modules = {}
+        self._optimizer = None
+        self._trainer = None
+
+    @abc.abstractmethod
+    def save(self) -> str:
+        """Save the bound state at the model's epoch; return where it went."""
+
+    @abc.abstractmethod
+    def load(self, epoch: int = checkpointing.LATEST) -> None:
+        """Load the state saved at ``epoch`` (-1: the last one)."""
+
+
+class LocalCheckpoint(AbstractCheckpoint):
+    """A checkpoint stored by the storage backends, as the trainer's are.
+
+    With the built-in backend the files are
+    ``<par_dir>/checkpoints/<experiment>/<run id>/<model>/epoch_<n>.pt``, the
+    same files ``trainer.save_checkpoint()`` writes: one storage format.
+
+    Args:
+        par_dir: the folder to store under; defaults to the experiment's.
+    """
+
+    def __init__(self, par_dir: str | pathlib.Path | None = None) -> None:
+        super().__init__()
+        self.par_dir = None if par_dir is None else pathlib.Path(par_dir)
+
+    def location(self) -> checkpointing.CheckpointLocation:
+        """Return where the bound model's checkpoints are, in the active run.
+
+        Raises:
+            CheckpointNotInitializedError: no model is bound.
+            AccessOutsideScopeError: no run is active.
+        """
+        model = self.model
+        run = scope.require_active_run('Checkpoints')
+        return checkpointing.CheckpointLocation(
+            self.par_dir or run.experiment.par_dir,
+            run.experiment.name,
+            run.id,
+            model.name,
+        )
+
+    def save(self) -> str:
+        """Save at the model's epoch; return where (see ``AbstractCheckpoint``).
+
+        Raises:
+            CheckpointNotInitializedError: no model is bound.
+            CheckpointError: the save failed.
+        """
+        model = self.model
+        if self._trainer is not None:
+            return self._trainer.save_checkpoint()
+        registering.require_registered(model)
+        location = self.location()
+        optimizer = self.optimizer
+        state = {
+            'format': MODEL_STATE_FORMAT,
+            'epoch': model.epoch,
+            'model': model.module.state_dict(),
+            'model_own': model.own_state_dict(),
+            'modules': {name: m.state_dict() for name, m in self._modules.items()},
+            'optimizer': None if optimizer is None else optimizer.state_dict(),
+        }
+        where, digest = checkpointing.store(location, model.epoch, state)
+        get_host().on_checkpoint_save(
+            log_events.CheckpointEvent(
+                model.name, model.epoch, 'save', where, 0, digest
+            )
+        )
+        return where
+
+    def load(self, epoch: int = checkpointing.LATEST) -> None:
+        """Load the state saved at the end of ``epoch`` (-1: the highest saved).
+
+        Raises:
+            CheckpointNotInitializedError: no model is bound.
+            ModelNotFoundError: nothing is saved for the model in this run.
+            EpochNotFoundError: nothing is saved at the end of ``epoch``.
+            CheckpointError: the checkpoint does not fit.
+        """
+        model = self.model
+        registering.require_registered(model)
+        location = self.location()
+        positions = checkpointing.list_positions(location)
+        if not positions:
+            raise exceptions.ModelNotFoundError(str(location))
+        if epoch != checkpointing.LATEST and (epoch, 0) not in positions:
+            raise exceptions.EpochNotFoundError(epoch, str(location))
+        if self._trainer is not None:
+            self._trainer.load_checkpoint(epoch)
+            return
+        state = checkpointing.load(location, epoch)
+        fmt = state.get('format')
+        if fmt != MODEL_STATE_FORMAT and fmt not in READABLE_FORMATS:
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} has format {fmt!r}; this version '
+                f'reads {MODEL_STATE_FORMAT!r} and {list(READABLE_FORMATS)}.'
+            )
+        self._load_state(location, state)
+        where = checkpointing.where(location, model.epoch)
+        get_host().on_checkpoint_load(
+            log_events.CheckpointEvent(model.name, model.epoch, 'load', where)
+        )
+
+    def _load_state(
+        self, location: checkpointing.CheckpointLocation, state: Mapping[str, Any]
+    ) -> None:
+        model = self.model
+        saved_modules = state.get('modules') or {}
+        missing = [name for name in self._modules if name not in saved_modules]
+        if missing:
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} holds no state for the bound '
+                f'modules {missing}.'
+            )
+        try:
+            model.check_own_state_dict(state.get('model_own') or {})
+            model.module.load_state_dict(_plain_state(state['model']))
+            model.load_own_state_dict(state.get('model_own') or {})
+            for name, module in self._modules.items():
+                module.load_state_dict(saved_modules[name])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise exceptions.CheckpointError(
+                f'The checkpoint of {location} does not fit the model: {err}'
+            ) from err
+        model.epoch = int(state['epoch'])
+        optimizer = self._optimizer
+        saved_optimizer = state.get('optimizer')
+        if optimizer is not None and saved_optimizer is not None:
+            try:
+                optimizer.load_state_dict(saved_optimizer)
+            except (RuntimeError, ValueError, KeyError) as err:
+                warnings.warn(exceptions.OptimizerNotLoadedWarning(err), stacklevel=4)

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeAlias
 import torch
 from torch import nn
 
-from drytorch.core.exceptions import LearningSchemaError
+from drytorch.core.exceptions import LearningSchemaError, MissingParamError
 from drytorch.lib.gradient_ops import GradientOp, NoOp
 from drytorch.lib.schedulers import AbstractScheduler, ConstantScheduler
 
@@ -320,11 +320,13 @@ class LearningSchema:
         ]
         if uncovered:
             tops = sorted({param_name.split('.')[0] for param_name in uncovered})
-            raise LearningSchemaError(
+            missing = MissingParamError(tops, list(self.base_lr))
+            missing.args = (  # the original's name, our advice
                 f'base_lr gives no learning rate to the trainable parameters '
                 f'{uncovered}. Add their submodules (e.g. {tops}) to base_lr, '
-                'or freeze them with requires_grad_(False).'
+                'or freeze them with requires_grad_(False).',
             )
+            raise missing
         return groups
 
     def build_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:

@@ -28,6 +28,7 @@ exactly.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sized
 from typing import Any, Generic, TypeVar
@@ -36,9 +37,9 @@ import torch
 from torch.utils import data
 
 from drytorch.core import distributed
-from drytorch.core.exceptions import LoaderError
+from drytorch.core.exceptions import DatasetHasNoLengthError, LoaderError
 
-__all__ = ['DataLoader']
+__all__ = ['DataLoader', 'take_from_dataset']
 
 Batch = TypeVar('Batch')
 
@@ -313,7 +314,15 @@ class DataLoader(Generic[Batch]):
         dataset: a map-style dataset (it must define ``__len__``).
         batch_size: the samples per batch, at least 1.
         pin_memory: pin batches in page-locked memory for faster copies to an
-            accelerator; ignored when there is no accelerator.
+            accelerator; ignored when there is no accelerator. ``None`` (the
+            original DRYTorch's default) is ``False``: pinning costs a copy
+            per batch, and a dataset already on the accelerator cannot pin.
+        sampler: yields the sample indices of each training epoch in place
+            of our shuffling (a ``WeightedRandomSampler``, say); batches then
+            come through torch's loader, and the last partial one is dropped.
+            Inference keeps every sample in order. The sampler is used as
+            given on every process of a distributed run, and a resumed epoch
+            skips its first batches by drawing them.
         n_workers: the worker processes loading batches; 0 loads them in the
             main process.
         seed: the seed of the shuffling generator. None draws it once from
@@ -328,16 +337,26 @@ class DataLoader(Generic[Batch]):
         self,
         dataset: data.Dataset[Batch],
         batch_size: int,
-        *,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
+        sampler: data.Sampler[int] | None = None,
         n_workers: int = 0,
+        *,
         seed: int | None = None,
     ) -> None:
         if not isinstance(dataset, Sized):
-            raise LoaderError(
+            error = DatasetHasNoLengthError()  # the original's name, our advice
+            error.args = (
                 f'DataLoader needs a map-style dataset that defines __len__; '
                 f'{type(dataset).__name__} does not. Iterable datasets cannot be '
-                'shuffled or split: use a torch.utils.data.DataLoader directly.'
+                'shuffled or split: use a torch.utils.data.DataLoader directly.',
+            )
+            raise error
+        if sampler is not None and not (
+            isinstance(sampler, Sized) and hasattr(sampler, '__iter__')
+        ):
+            raise LoaderError(
+                f'sampler must be a torch Sampler with a length (it yields the '
+                f'sample indices of a training epoch), got {sampler!r}.'
             )
         n_samples = len(dataset)
         if n_samples == 0:
@@ -353,16 +372,24 @@ class DataLoader(Generic[Batch]):
             )
         self.dataset = dataset
         self.batch_size = batch_size
-        self.pin_memory = pin_memory
+        self.pin_memory = bool(pin_memory)
         self.n_workers = n_workers
+        self._custom_sampler = sampler
         self.seed = _draw_seed() if seed is None else int(seed)
         self._n_samples = n_samples
         self._generator = torch.Generator().manual_seed(self.seed)
         self._sampler = _EpochSampler(n_samples, self._generator)
         self._shards = _ShardSampler(n_samples)
+        self.sampler: data.Sampler[int] = sampler or self._sampler
+        """What orders the training samples: the custom one given, or ours."""
         self._epoch_start: dict[str, Any] | None = None
         self._train_loader: data.DataLoader[Batch] | None = None
         self._inference_loader: data.DataLoader[Batch] | None = None
+
+    @property
+    def dataset_len(self) -> int:
+        """The samples in the dataset (the original DRYTorch's name)."""
+        return self._n_samples
 
     @property
     def epoch(self) -> int:
@@ -382,7 +409,7 @@ class DataLoader(Generic[Batch]):
             return self._inference_loader
         if self._train_loader is None:
             self._train_loader = self._build(
-                sampler=self._sampler, drop_last=True, generator=self._generator
+                sampler=self.sampler, drop_last=True, generator=self._generator
             )
         return self._train_loader
 
@@ -415,6 +442,9 @@ class DataLoader(Generic[Batch]):
         sampler.epoch += 1
         # Before iter(): torch draws the workers' base seed from the generator.
         self._generator.manual_seed(_epoch_seed(self.seed, sampler.epoch))
+        if self._custom_sampler is not None:  # its order, through torch's loader
+            skip, sampler.skip = sampler.skip // self.batch_size, 0
+            return itertools.islice(iter(self.get_loader(False)), skip, None)
         if fetch is not None:
             return self._fast_batches(self._train_order, fetch, drop_last=True)
         return iter(self.get_loader(False))
@@ -455,7 +485,13 @@ class DataLoader(Generic[Batch]):
         if torch.is_inference_mode_enabled():
             shard = _shard_size(self._n_samples, rank, size)
             return math.ceil(shard / self.batch_size)
-        return self._n_samples // size // self.batch_size
+        return self._train_batches()
+
+    def _train_batches(self) -> int:
+        """Return the batches of a training epoch."""
+        if self._custom_sampler is not None:
+            return len(self._custom_sampler) // self.batch_size
+        return self._n_samples // distributed.current().size // self.batch_size
 
     def sampler_state(self) -> dict[str, Any]:
         """Return what a checkpoint needs to resume the shuffling exactly.
@@ -495,7 +531,7 @@ class DataLoader(Generic[Batch]):
             LoaderError: ``state`` was not made by ``sampler_state()``, or
                 ``skip_batches`` is not in ``[0, len(self)]``.
         """
-        n_batches = self._n_samples // distributed.current().size // self.batch_size
+        n_batches = self._train_batches()
         if (
             isinstance(skip_batches, bool)
             or not isinstance(skip_batches, int)
@@ -526,7 +562,12 @@ class DataLoader(Generic[Batch]):
         self.seed = seed
 
     def split(
-        self, fraction: float = 0.2, seed: int | None = None, shuffle: bool = True
+        self,
+        fraction: float | None = None,
+        seed: int | bool | None = None,
+        shuffle: bool | int = True,
+        *,
+        split: float | None = None,
     ) -> tuple[DataLoader[Batch], DataLoader[Batch]]:
         """Split the dataset into a training and a validation loader.
 
@@ -540,10 +581,28 @@ class DataLoader(Generic[Batch]):
                 None draws it from torch's global RNG.
             shuffle: pick the validation samples at random; if False, the
                 last samples are used for validation.
+            split: ``fraction``, as the original DRYTorch names it. Its
+                positional order ``split(0.2, shuffle, seed)`` works too: a
+                bool in ``seed``'s place is read as ``shuffle``.
 
         Raises:
             LoaderError: ``fraction`` is outside (0, 1) or leaves a side empty.
+            TypeError: both ``fraction`` and ``split`` are given.
         """
+        if split is not None:
+            if fraction is not None:
+                raise TypeError(
+                    'split() takes the validation fraction once: fraction= or '
+                    'split= (the original DRYTorch name), not both.'
+                )
+            fraction = split
+        if fraction is None:
+            fraction = 0.2
+        split_seed: int | None = None if isinstance(seed, bool) else seed
+        if isinstance(seed, bool):  # the original's order: (split, shuffle, seed)
+            split_seed = None if isinstance(shuffle, bool) else int(shuffle)
+            shuffle = seed
+        shuffle = bool(shuffle)
         if not 0 < fraction < 1:
             raise LoaderError(
                 f'The validation fraction must be in (0, 1), got {fraction!r}.'
@@ -558,7 +617,7 @@ class DataLoader(Generic[Batch]):
                 'samples.'
             )
         generator = torch.Generator().manual_seed(
-            _draw_seed() if seed is None else seed
+            _draw_seed() if split_seed is None else split_seed
         )
         if shuffle:
             indices: list[int] = torch.randperm(
@@ -571,7 +630,7 @@ class DataLoader(Generic[Batch]):
             DataLoader(
                 data.Subset(self.dataset, part),
                 self.batch_size,
-                pin_memory=self.pin_memory,
+                self.pin_memory,
                 n_workers=self.n_workers,
                 seed=part_seed,
             )
@@ -586,3 +645,51 @@ class DataLoader(Generic[Batch]):
             f'{type(self).__name__}(dataset={type(self.dataset).__name__}, '
             f'n_samples={self._n_samples}, batch_size={self.batch_size})'
         )
+
+
+def take_from_dataset(
+    dataset: data.Dataset[Batch],
+    n_samples: int = 1,
+    preserve_order: bool = True,
+    device: torch.device | str | None = None,
+) -> Batch:
+    """Collate samples of ``dataset`` into one batch on ``device``.
+
+    For a quick look at a model's outputs, or a batch to trace a model with.
+
+    Args:
+        dataset: a map-style dataset with a length.
+        n_samples: how many samples, from 1 to the dataset's length.
+        preserve_order: take the first samples; else random ones, drawn from
+            torch's global RNG.
+        device: where the batch goes; defaults to the accelerator when one is
+            available, else the CPU (as ``Model``'s default).
+
+    Raises:
+        DatasetHasNoLengthError: the dataset has no length.
+        LoaderError: ``n_samples`` is not between 1 and the dataset's length.
+    """
+    from drytorch.lib.models import default_device
+    from drytorch.lib.runners import to_device
+
+    if not isinstance(dataset, Sized):
+        raise DatasetHasNoLengthError()
+    length = len(dataset)
+    if (
+        isinstance(n_samples, bool)
+        or not isinstance(n_samples, int)
+        or not 1 <= n_samples <= length
+    ):
+        raise LoaderError(
+            f"n_samples must be an integer from 1 to {length} (the dataset's "
+            f'length), got {n_samples!r}.'
+        )
+    indices = (
+        list(range(n_samples))
+        if preserve_order
+        else torch.randperm(length)[:n_samples].tolist()
+    )
+    batch: Batch = data.default_collate([dataset[index] for index in indices])
+    target = default_device() if device is None else torch.device(device)
+    moved: Batch = to_device(batch, target)
+    return moved

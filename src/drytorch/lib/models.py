@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 from torch import nn
 
-from drytorch.core import distributed, registering
+from drytorch.core import distributed, registering, scope
 
 if TYPE_CHECKING:
     from drytorch.lib.averaging import AveragedModel, EMAModel, SWAModel
+    from drytorch.lib.checkpoints import AbstractCheckpoint
 
 __all__ = ['AveragedModel', 'EMAModel', 'Model', 'SWAModel', 'default_device']
 
@@ -56,8 +58,15 @@ class Model(Generic[Input, Output]):
             ``Model_1``, ...); defaults to the class name.
         device: where to move the module; defaults to the accelerator when one
             is available, else the CPU.
+        checkpoint: what ``save_state``/``load_state`` (and the original
+            DRYTorch's checkpoint calls) go through; defaults to a
+            ``LocalCheckpoint``, made on first use.
         mixed_precision: run the forward pass under ``torch.autocast`` (float16
             on CUDA with gradient scaling in the trainer, bfloat16 elsewhere).
+        should_compile: the original DRYTorch's switch for ``compile``:
+            ``True`` compiles as ``compile=True`` does. Not given, nothing is
+            compiled (the original compiles by default; compiling costs more
+            than it saves on small models).
         should_distribute: in a distributed run, train through
             ``DistributedDataParallel``, which averages the gradients of the
             processes at every step. ``module`` stays the user's module, so
@@ -88,19 +97,24 @@ class Model(Generic[Input, Output]):
         module: nn.Module,
         name: str = '',
         device: torch.device | str | None = None,
-        *,
+        checkpoint: AbstractCheckpoint | None = None,
         mixed_precision: bool = False,
+        should_compile: bool | None = None,
         should_distribute: bool = True,
+        *,
         distributed_options: Mapping[str, Any] | None = None,
         compile: bool | Mapping[str, Any] = False,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f'Model wraps a torch.nn.Module, got {type(module)!r}.')
+        if checkpoint is not None:
+            _check_checkpoint(checkpoint)
         given_compiled = _compiled_original(module)
         compiled: nn.Module | None = None
         if given_compiled is not None:
             compiled, module = module, given_compiled
-        options = _compile_options(compile)
+        options = _compile_options(_merge_compile(compile, should_compile))
+        self._checkpoint: AbstractCheckpoint | None = None
         self.module = module
         self.device = torch.device(device) if device is not None else default_device()
         self.mixed_precision = mixed_precision
@@ -124,6 +138,82 @@ class Model(Generic[Input, Output]):
             self._training = self.distributed
             if compiled is not None:  # DDP first, then compile: torch's order
                 self._training = _compile(self.distributed, options or {})
+        if checkpoint is not None:
+            self.checkpoint = checkpoint
+
+    @property
+    def checkpoint(self) -> AbstractCheckpoint:
+        """The model's checkpoint, bound to it (a ``LocalCheckpoint`` by default).
+
+        Assigning one binds it to the model.
+        """
+        if self._checkpoint is None:
+            from drytorch.lib.checkpoints import LocalCheckpoint
+
+            self.checkpoint = LocalCheckpoint()
+        assert self._checkpoint is not None
+        return self._checkpoint
+
+    @checkpoint.setter
+    def checkpoint(self, checkpoint: AbstractCheckpoint) -> None:
+        _check_checkpoint(checkpoint)
+        self._checkpoint = checkpoint
+        checkpoint.bind_model(self)
+
+    def _checkpoint_par_dir(self) -> pathlib.Path | None:
+        """Where the checkpoint puts its files, if not the experiment's folder."""
+        par_dir = getattr(self._checkpoint, 'par_dir', None)
+        return None if par_dir is None else pathlib.Path(par_dir)
+
+    def increment_epoch(self) -> None:
+        """Count one more completed epoch (the trainer counts its own)."""
+        self.epoch += 1
+
+    def save_state(self) -> str:
+        """Save through ``checkpoint``; return where the checkpoint went.
+
+        With a ``Trainer`` of this model, the trainer's whole checkpoint
+        (``trainer.save_checkpoint()``); without one, the weights (and what
+        is bound to the checkpoint) at the current epoch.
+        """
+        return self.checkpoint.save()
+
+    def load_state(self, epoch: int = -1) -> None:
+        """Load through ``checkpoint`` the state saved at ``epoch`` (-1: the last).
+
+        Raises:
+            ModelNotFoundError: nothing was saved for this model.
+            EpochNotFoundError: nothing was saved at ``epoch``.
+        """
+        self.checkpoint.load(epoch)
+
+    def register(self) -> None:
+        """Register the model in the active run again (after ``unregister``).
+
+        Nothing happens if it belongs to the active run already.
+
+        Raises:
+            NoActiveExperimentError: no run is active.
+            ModuleAlreadyRegisteredError: the module belongs to another run.
+        """
+        run = scope.require_active_run(f'Model {self.name!r}')
+        if registering.owner_of(self.module) == registering.RunKey.of(run):
+            return
+        self.name = registering.register_model(self, self.name)
+
+    def unregister(self) -> None:
+        """Release the model from its run, so its module may join another."""
+        registering.unregister_model(self)
+
+    def prepare_module(self, module: nn.Module) -> nn.Module:
+        """Return ``module`` on the model's device, compiled as the model is.
+
+        For modules that run beside the model's own (an averaged copy).
+        """
+        module.to(self.device)
+        if self._compile_options is None:
+            return module
+        return _compile(module, self._compile_options)
 
     def __call__(self, inputs: Input) -> Output:
         """Run the module on ``inputs`` (under autocast with mixed precision)."""
@@ -207,6 +297,34 @@ def _compile(module: nn.Module, options: Mapping[str, Any]) -> nn.Module:
     """Return ``torch.compile(module, **options)``: a module wrapping ``module``."""
     compiled: nn.Module = torch.compile(module, **options)  # type: ignore[assignment]
     return compiled
+
+
+def _check_checkpoint(checkpoint: object) -> None:
+    from drytorch.lib.checkpoints import AbstractCheckpoint
+
+    if not isinstance(checkpoint, AbstractCheckpoint):
+        raise TypeError(
+            'Model(checkpoint=...) takes a drytorch.lib.checkpoints checkpoint '
+            f'(such as LocalCheckpoint()) or None, got {checkpoint!r}.'
+        )
+
+
+def _merge_compile(
+    compile: bool | Mapping[str, Any], should_compile: bool | None
+) -> bool | Mapping[str, Any]:
+    """Return ``compile``, with the original DRYTorch's ``should_compile`` applied."""
+    if should_compile is None:
+        return compile
+    if not isinstance(should_compile, bool):
+        raise TypeError(
+            f'should_compile must be True or False, got {should_compile!r}.'
+        )
+    if compile is not False and not should_compile:
+        raise TypeError(
+            'Model(compile=..., should_compile=False) disagree: give one of them '
+            '(should_compile is the original DRYTorch name of compile).'
+        )
+    return compile if compile is not False else should_compile
 
 
 def _compile_options(value: object) -> dict[str, Any] | None:

@@ -1,9 +1,16 @@
 """Runners: loops that run a model over a loader and report what they measure.
 
-``ModelRunner`` holds the batch loop shared by every runner. ``Diagnostic``
-measures quietly, ``Validation`` reports metrics at the model's epoch, and
-``Test`` reports a test; the ``Trainer`` (``drytorch.lib.train``) adds the
+``ModelRunner`` holds the batch loop shared by every runner; called, it is
+one plain pass of the model over the loader. ``Diagnostic`` measures
+quietly, ``Validation`` reports metrics at the model's epoch, and ``Test``
+reports a test; the ``Trainer`` (``drytorch.lib.train``) adds the
 optimisation step.
+
+The original DRYTorch's hierarchy is here too, as thin layers over the same
+loop: ``ModelCaller`` (a named object bound to a model), ``ModelRunner``
+(which there has no objective: ours takes one optionally),
+``ModelRunnerWithObjective``, ``ModelRunnerWithLogs`` (reports its metrics)
+and ``EvaluationMixin`` (calls run in inference mode).
 
 The batch loop never synchronises with the device: objectives accumulate on
 it and are read once, at the end of the epoch. Progress displays get a
@@ -12,9 +19,12 @@ it and are read once, at the end of the epoch. Progress displays get a
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 
@@ -26,7 +36,11 @@ from drytorch.lib.models import Model
 __all__ = [
     'Diagnostic',
     'Evaluation',
+    'EvaluationMixin',
+    'ModelCaller',
     'ModelRunner',
+    'ModelRunnerWithLogs',
+    'ModelRunnerWithObjective',
     'Test',
     'Validation',
     'describe',
@@ -110,59 +124,38 @@ def describe(obj: Any) -> Any:
     return repr(obj)
 
 
-class ModelRunner(Generic[Input, Target, Output]):
-    """Runs a model over a loader and aggregates an objective.
+class ModelCaller(abc.ABC, Generic[Input, Output]):
+    """A named object bound to a model of the active run; the base of runners.
+
+    The original DRYTorch's ``ModelCaller``: subclasses define ``__call__``.
+    Created while a run is active, it checks at once that the model belongs
+    to that run; every call checks it again (a run may have ended since).
 
     Args:
         model: the model; it must belong to the active run.
-        loader: yields ``(inputs, targets)`` batches and has a length.
-        objective: what to measure (a metric, a collection or a loss; a
-            torchmetrics metric is wrapped with ``as_objective``).
-        name: the runner's name in reports; defaults to the class name.
+        name: the name in reports; defaults to the class name.
 
-    Attributes:
-        computed_metrics: the metrics of the last epoch, as floats.
-        computed_epoch: the model's epoch when ``computed_metrics`` were
-            computed (``None`` before the first run).
-        computed_step: the trainer's optimizer steps when a validation
-            computed them during training (``None`` otherwise).
-        outputs_list: the outputs of the last epoch when stored (detached,
-            on the CPU).
+    Raises:
+        ModuleNotRegisteredError: a run is active and the model is not in it.
     """
 
     reports = True
     """Whether the runner tells the trackers about itself and its batches."""
 
-    _batches: Iterator[Any] | None = None  # the running epoch's iterator
-
-    def __init__(
-        self,
-        model: Model[Input, Output],
-        *,
-        loader: SizedLoader,
-        objective: objectives.Objective[Output, Target] | objectives.StatefulMetric,
-        name: str = '',
-    ) -> None:
+    def __init__(self, model: Model[Input, Output], name: str = '') -> None:
+        if scope.active_run() is not None:
+            registering.require_registered(model)
         self.model = model
-        self.loader = loader
-        # A torchmetrics metric is wrapped, anything else refused, here and
-        # not after an epoch of work.
-        self.objective = objectives.as_objective(objective)
         self.name = name or type(self).__name__
-        self.computed_metrics: dict[str, float] = {}
-        self.computed_epoch: int | None = None
-        self.computed_step: int | None = None
-        self.outputs_list: list[Output] = []
         self._registered_in: registering.RunKey | None = None
 
+    @abc.abstractmethod
+    def __call__(self, store_outputs: bool = False) -> Any:
+        """Do the caller's work once."""
+
     def describe(self) -> dict[str, Any]:
-        """Return a readable description of the runner and its parts."""
-        return {
-            'class': type(self).__name__,
-            'model': self.model.name,
-            'loader': describe(self.loader),
-            'objective': describe(self.objective),
-        }
+        """Return a readable description of the caller."""
+        return {'class': type(self).__name__, 'model': self.model.name}
 
     def _check_run(self) -> None:
         """Check the model belongs to the active run; announce the runner once."""
@@ -176,6 +169,105 @@ class ModelRunner(Generic[Input, Target, Output]):
                 self.name, self.model.name, run.id, self.describe()
             )
             get_host().on_actor_register(event)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(model={self.model.name!r}, name={self.name!r})'
+
+
+class _NoObjective(objectives.Objective[Any, Any]):
+    """What a runner given no objective measures: nothing."""
+
+    def calculate(self, outputs: Any, targets: Any) -> dict[str, torch.Tensor]:
+        return {}
+
+    def update(self, outputs: Any, targets: Any) -> dict[str, torch.Tensor]:
+        return {}
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def __repr__(self) -> str:
+        return 'NoObjective()'
+
+
+class ModelRunner(ModelCaller[Input, Output], Generic[Input, Target, Output]):
+    """Runs a model over a loader and aggregates an objective.
+
+    Called (``runner(store_outputs=False)``), it is one plain pass over the
+    loader: the module keeps its mode and gradients follow the caller's
+    context, so outside ``torch.inference_mode()`` a ``DataLoader`` gives
+    its training batches. ``Diagnostic`` is the pass in inference mode.
+
+    Args:
+        model: the model; it must belong to the active run.
+        name: the runner's name in reports; defaults to the class name.
+        loader: yields ``(inputs, targets)`` batches and has a length.
+        objective: what to measure (a metric, a collection or a loss; a
+            torchmetrics metric is wrapped with ``as_objective``); ``None``
+            (the original DRYTorch's ``ModelRunner``): nothing, the pass
+            only runs the model (``computed_metrics`` stays empty).
+
+    Attributes:
+        computed_metrics: the metrics of the last epoch, as floats.
+        computed_epoch: the model's epoch when ``computed_metrics`` were
+            computed (``None`` before the first run).
+        computed_step: the trainer's optimizer steps when a validation
+            computed them during training (``None`` otherwise).
+        outputs_list: the outputs of the last epoch when stored (detached,
+            on the CPU), at most ``max_stored_output`` of them.
+
+    Raises:
+        ModuleNotRegisteredError: a run is active and the model is not in it.
+    """
+
+    max_stored_output: ClassVar[int] = sys.maxsize
+    """The most outputs an epoch keeps with ``store_outputs=True``."""
+
+    _batches: Iterator[Any] | None = None  # the running epoch's iterator
+
+    def __init__(
+        self,
+        model: Model[Input, Output],
+        name: str = '',
+        *,
+        loader: SizedLoader,
+        objective: objectives.Objective[Output, Target]
+        | objectives.StatefulMetric
+        | None = None,
+    ) -> None:
+        super().__init__(model, name)
+        self.loader = loader
+        # A torchmetrics metric is wrapped, anything else refused, here and
+        # not after an epoch of work.
+        self.objective: objectives.Objective[Output, Target] = (
+            _NoObjective() if objective is None else objectives.as_objective(objective)
+        )
+        self.computed_metrics: dict[str, float] = {}
+        self.computed_epoch: int | None = None
+        self.computed_step: int | None = None
+        self.outputs_list: list[Output] = []
+        self._store_warned = False
+
+    def __call__(self, store_outputs: bool = False) -> dict[str, float]:
+        """Run the model over the loader once; return the metrics.
+
+        Args:
+            store_outputs: keep the outputs, detached and on the CPU, in
+                ``outputs_list``.
+
+        Raises:
+            ModuleNotRegisteredError: the model is not in the active run.
+        """
+        self._check_run()
+        return self._run_epoch(store_outputs=store_outputs)
+
+    def describe(self) -> dict[str, Any]:
+        """Return a readable description of the runner and its parts."""
+        description = super().describe()
+        description['loader'] = describe(self.loader)
+        if not isinstance(self.objective, _NoObjective):
+            description['objective'] = describe(self.objective)
+        return description
 
     def _run_epoch(
         self,
@@ -204,6 +296,7 @@ class ModelRunner(Generic[Input, Target, Output]):
         if not done:
             self.objective.reset()
         self.outputs_list = []
+        self._store_warned = False
         if batches is None:
             batches = iter(self.loader)
         self._batches = batches  # what a trainer pausing the epoch goes on with
@@ -214,7 +307,7 @@ class ModelRunner(Generic[Input, Target, Output]):
             moved_inputs = to_device(inputs, device)
             outputs = self._run_batch(moved_inputs, to_device(targets, device))
             if store_outputs:
-                self.outputs_list.append(detach_to_cpu(outputs))
+                self._store_output(outputs)
             if progress:
                 event = log_events.IterateBatchEvent(
                     self.name, batch, n_batches, _batch_size(inputs), self._live_metrics
@@ -226,6 +319,32 @@ class ModelRunner(Generic[Input, Target, Output]):
                 'batch (is the dataset smaller than one batch in training mode?).'
             )
         return self._finish_epoch()
+
+    def _store_output(self, outputs: Output) -> None:
+        """Keep ``outputs`` detached on the CPU; warn once if they cannot be kept."""
+        if len(self.outputs_list) >= self.max_stored_output:
+            self._warn_not_stored(
+                ValueError(
+                    f'{self.name} keeps at most max_stored_output='
+                    f'{self.max_stored_output} outputs per epoch; the rest are '
+                    'dropped'
+                )
+            )
+            return
+        try:
+            stored = detach_to_cpu(outputs)
+        except (TypeError, ValueError, RuntimeError) as error:
+            self._warn_not_stored(error)
+            return
+        self.outputs_list.append(stored)
+
+    def _warn_not_stored(self, error: Exception) -> None:
+        if not self._store_warned:
+            self._store_warned = True
+            warnings.warn(
+                exceptions.CannotStoreOutputWarning(error),
+                stacklevel=4,
+            )
 
     def _finish_epoch(self) -> dict[str, float]:
         """Compute the epoch's metrics (of every process), read them on the host."""
@@ -261,14 +380,8 @@ class ModelRunner(Generic[Input, Target, Output]):
     def _evaluate(self, *, store_outputs: bool = False) -> dict[str, float]:
         """Run an epoch in inference mode, leaving the module's mode as it was."""
         self._check_run()
-        module = self.model.module
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                return self._run_epoch(store_outputs=store_outputs)
-        finally:
-            module.train(was_training)
+        with _inference(self.model):
+            return self._run_epoch(store_outputs=store_outputs)
 
     def _report(self) -> None:
         get_host().on_metrics(
@@ -280,19 +393,86 @@ class ModelRunner(Generic[Input, Target, Output]):
             ),
         )
 
-    def __repr__(self) -> str:
-        return f'{type(self).__name__}(model={self.model.name!r}, name={self.name!r})'
+
+class _inference:  # a context manager, named as one
+    """Eval mode and ``torch.inference_mode()``; the module's mode restored."""
+
+    def __init__(self, model: Model[Any, Any]) -> None:
+        self.module = model.module
+        self.was_training = self.module.training
+        self.mode = torch.inference_mode()
+
+    def __enter__(self) -> None:
+        self.module.eval()
+        self.mode.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.mode.__exit__(*exc)
+        finally:
+            self.module.train(self.was_training)
 
 
-class Evaluation(ModelRunner[Input, Target, Output]):
+class ModelRunnerWithObjective(ModelRunner[Input, Target, Output]):
+    """A runner that measures an objective (the original DRYTorch's name).
+
+    Our ``ModelRunner`` takes an objective already; this one requires it.
+
+    Args:
+        model: the model; it must belong to the active run.
+        name: the name in reports; defaults to the class name.
+        loader: yields ``(inputs, targets)`` batches.
+        objective: what to measure.
+    """
+
+    def __init__(
+        self,
+        model: Model[Input, Output],
+        name: str = '',
+        *,
+        loader: SizedLoader,
+        objective: objectives.Objective[Output, Target] | objectives.StatefulMetric,
+    ) -> None:
+        super().__init__(model, name, loader=loader, objective=objective)
+
+
+class ModelRunnerWithLogs(ModelRunnerWithObjective[Input, Target, Output]):
+    """A runner whose call reports its metrics to the trackers (``on_metrics``)."""
+
+    def __call__(self, store_outputs: bool = False) -> dict[str, float]:
+        """Run the loader once, report the metrics and return them."""
+        metrics = super().__call__(store_outputs)
+        self._report()
+        return metrics
+
+
+class EvaluationMixin:
+    """Makes a runner's call a pass in inference mode (and the module in eval).
+
+    The original DRYTorch's mixin: put it first among the bases, as in
+    ``class Probe(EvaluationMixin, ModelRunnerWithLogs)``. The module's mode
+    is restored afterwards.
+    """
+
+    model: Model[Any, Any]
+
+    def __call__(self, store_outputs: bool = False) -> dict[str, float]:
+        """Run the runner's call in inference mode; return its metrics."""
+        with _inference(self.model):
+            metrics: dict[str, float] = super().__call__(store_outputs)  # type: ignore[misc]
+        return metrics
+
+
+class Evaluation(EvaluationMixin, ModelRunnerWithObjective[Input, Target, Output]):
     """A runner that measures a model with a metric, in inference mode.
 
     Args:
         model: the model to measure.
+        name: the name in reports; defaults to the class name (positional
+            as in the original DRYTorch, or keyword).
         loader: the batches to measure it on.
         metric: what to measure (a metric, a collection, or a loss; a
             torchmetrics metric is wrapped with ``as_objective``).
-        name: the name in reports; defaults to the class name.
         objective: the same as ``metric``, as the original DRYTorch names it.
 
     Raises:
@@ -302,12 +482,12 @@ class Evaluation(ModelRunner[Input, Target, Output]):
     def __init__(
         self,
         model: Model[Input, Output],
+        name: str = '',
         *,
         loader: SizedLoader,
         metric: objectives.Objective[Output, Target]
         | objectives.StatefulMetric
         | None = None,
-        name: str = '',
         objective: objectives.Objective[Output, Target]
         | objectives.StatefulMetric
         | None = None,
@@ -319,24 +499,25 @@ class Evaluation(ModelRunner[Input, Target, Output]):
             )
         chosen = metric if metric is not None else objective
         assert chosen is not None
-        super().__init__(model, loader=loader, objective=chosen, name=name)
+        super().__init__(model, name, loader=loader, objective=chosen)
 
 
 class Diagnostic(Evaluation[Input, Target, Output]):
-    """Measures a model without reporting to trackers (for hooks and checks)."""
+    """Measures a model without reporting to trackers (for hooks and checks).
+
+    Called, it runs the loader once in inference mode and returns the metrics.
+    """
 
     reports = False
 
-    def __call__(self, *, store_outputs: bool = False) -> dict[str, float]:
-        """Run the loader once in inference mode; return the metrics."""
-        return self._evaluate(store_outputs=store_outputs)
 
-
-class Validation(Evaluation[Input, Target, Output]):
+class Validation(
+    Evaluation[Input, Target, Output], ModelRunnerWithLogs[Input, Target, Output]
+):
     """Measures a model during training and reports at the model's epoch."""
 
     def __call__(
-        self, *, store_outputs: bool = False, step: int | None = None
+        self, store_outputs: bool = False, *, step: int | None = None
     ) -> dict[str, float]:
         """Run the loader once in inference mode, report and return the metrics.
 
@@ -365,16 +546,18 @@ class Validation(Evaluation[Input, Target, Output]):
         return metrics
 
 
-class Test(Evaluation[Input, Target, Output]):
+class Test(
+    Evaluation[Input, Target, Output], ModelRunnerWithLogs[Input, Target, Output]
+):
     """Tests a model: reports the start, the metrics and the end of the test."""
 
     __test__ = False  # not a pytest test class
 
-    def __call__(self, *, store_outputs: bool = False) -> dict[str, float]:
+    def __call__(self, store_outputs: bool = False) -> dict[str, float]:
         """Run the test; see ``test``."""
-        return self.test(store_outputs=store_outputs)
+        return self.test(store_outputs)
 
-    def test(self, *, store_outputs: bool = False) -> dict[str, float]:
+    def test(self, store_outputs: bool = False) -> dict[str, float]:
         """Run the test once and return the metrics.
 
         Args:

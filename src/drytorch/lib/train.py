@@ -42,7 +42,7 @@ from drytorch.lib.learning import LearningSchema, SchedulerFactory
 from drytorch.lib.models import Model
 from drytorch.lib.runners import (
     Input,
-    ModelRunner,
+    ModelRunnerWithLogs,
     Output,
     SizedLoader,
     Target,
@@ -55,7 +55,7 @@ from drytorch.lib.schedulers import AbstractScheduler
 __all__ = ['CHECKPOINT_FORMAT', 'CheckpointPolicy', 'Trainer']
 
 
-class Trainer(ModelRunner[Input, Target, Output]):
+class Trainer(ModelRunnerWithLogs[Input, Target, Output]):
     """Trains a model with a loss and a learning schema, epoch by epoch.
 
     Each batch goes through ``training_step``, which subclasses may override
@@ -63,8 +63,13 @@ class Trainer(ModelRunner[Input, Target, Output]):
     keeps its bookkeeping around it: step count, learning rates, post-step
     hooks, checkpoints and events.
 
+    Called (``trainer()``, as in the original DRYTorch), it trains one
+    epoch, as ``train(1)`` does.
+
     Args:
         model: the model; it must belong to the active run.
+        name: the name in reports; defaults to ``Trainer`` (positional as
+            in the original DRYTorch, or keyword).
         loader: the training batches (shuffled, last partial batch dropped).
         loss: the loss to minimise; its metrics are reported per epoch. A
             differentiable torchmetrics metric is wrapped (``as_loss``).
@@ -72,7 +77,6 @@ class Trainer(ModelRunner[Input, Target, Output]):
             gradient operation; or a mapping from submodule names to
             schemas, one optimizer each (``trainer.optimizers[name]``): the
             submodules must hold every trainable parameter, once.
-        name: the name in reports; defaults to ``Trainer``.
         accumulate_grad_batches: accumulate the gradients of this many
             batches per optimizer step (each batch's loss divided by the
             window's size, so k batches of size b update as one batch of
@@ -88,6 +92,10 @@ class Trainer(ModelRunner[Input, Target, Output]):
         optimizers: the optimizers, by submodule name (``''``: the single
             one of a single schema, also ``trainer.optimizer``).
         learning_schemas: the schemas, by the same names.
+        objective: the loss (``loss``), as the original DRYTorch names it.
+        end_epoch: the epoch the running (or last) ``train`` call trains
+            until; ``None`` before the first (hooks read it to act at the
+            last epoch).
         lr_schedulers: the torch schedulers built from the schemas that
             have one, by the same names.
         lr_factor: the multiplier applied to the scheduled learning rates.
@@ -100,11 +108,11 @@ class Trainer(ModelRunner[Input, Target, Output]):
     def __init__(
         self,
         model: Model[Input, Output],
+        name: str = '',
         *,
         loader: SizedLoader,
         loss: objectives.LossBase[Output, Target] | objectives.BatchMetric,
         learning_schema: LearningSchema | Mapping[str, LearningSchema],
-        name: str = '',
         accumulate_grad_batches: int = 1,
     ) -> None:
         if (
@@ -123,7 +131,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
                 'own optimizer steps: accumulate gradients there, and leave '
                 'accumulate_grad_batches at 1.'
             )
-        super().__init__(model, loader=loader, objective=checked_loss, name=name)
+        super().__init__(model, name, loader=loader, objective=checked_loss)
         self.accumulate_grad_batches = accumulate_grad_batches
         self.loss = checked_loss
         self.learning_schemas = _named_schemas(model.module, learning_schema)
@@ -152,6 +160,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
         )
         self.lr_factor = 1.0
         self.steps = 0
+        self.end_epoch: int | None = None
         self._checkpoints = Checkpointer()
         self._terminated: str | None = None
         self._keep_termination = False  # loaded from a checkpoint: honour once
@@ -188,6 +197,17 @@ class Trainer(ModelRunner[Input, Target, Output]):
             type(model).post_batch_update is not Model.post_batch_update
         )
         self._sort_schedules()
+        model.checkpoint.bind_trainer(self)  # model.save_state() saves it all
+
+    def __call__(self, store_outputs: bool = False) -> dict[str, float]:
+        """Train one epoch, as ``train(1)``; return its metrics.
+
+        Args:
+            store_outputs: keep the epoch's outputs, detached and on the CPU,
+                in ``outputs_list``.
+        """
+        self._train(self.model.epoch + 1, None, store_outputs)
+        return dict(self.computed_metrics)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -246,7 +266,12 @@ class Trainer(ModelRunner[Input, Target, Output]):
         self._checkpoints.policy = policy
 
     @property
-    def terminated(self) -> str | None:
+    def terminated(self) -> bool:
+        """Whether training was terminated (``termination_reason`` says why)."""
+        return self._terminated is not None
+
+    @property
+    def termination_reason(self) -> str | None:
         """Why training was terminated, or ``None`` while it may go on."""
         return self._terminated
 
@@ -420,12 +445,20 @@ class Trainer(ModelRunner[Input, Target, Output]):
     def train_until(self, epoch: int) -> None:
         """Train until the model has completed ``epoch`` epochs.
 
-        An epoch paused by ``train_steps`` is finished first.
+        An epoch paused by ``train_steps`` is finished first. An ``epoch``
+        the model has passed already trains nothing and warns.
 
         Raises:
             TrainingError: the loss was not finite in an epoch.
             ModuleNotRegisteredError: the model belongs to another run.
+
+        Warns:
+            PastEpochWarning: the model has completed more than ``epoch``.
         """
+        if epoch < self.model.epoch:
+            warnings.warn(
+                exceptions.PastEpochWarning(epoch, self.model.epoch), stacklevel=2
+            )
         self._train(epoch, None)
 
     def train_steps(self, n_steps: int) -> None:
@@ -452,7 +485,9 @@ class Trainer(ModelRunner[Input, Target, Output]):
             end = self.model.epoch + 1
         self._train(end, self.steps + n_steps)
 
-    def _train(self, epoch: int, stop_step: int | None) -> None:
+    def _train(
+        self, epoch: int, stop_step: int | None, store_outputs: bool = False
+    ) -> None:
         self._check_run()
         _check_sharding(self.loader)
         self.pre_epoch_hooks.check(self)  # before an epoch is spent on them
@@ -466,6 +501,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
             self.steps, self.validation_every_steps
         )
         self._stop_step = stop_step or 0
+        self.end_epoch = epoch
         name = self.model.name
         if self._keep_termination:  # the checkpoint's run had stopped there
             self._keep_termination = False
@@ -484,7 +520,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
                     self.pre_epoch_hooks.execute(self)
                     if self._terminated is not None:
                         break
-                self._train_epoch(epoch)
+                self._train_epoch(epoch, store_outputs)
         finally:
             self._stop_step = 0
         host.on_training_end(
@@ -708,7 +744,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
                     stacklevel=3,
                 )
 
-    def _train_epoch(self, end_epoch: int) -> None:
+    def _train_epoch(self, end_epoch: int, store_outputs: bool = False) -> None:
         host = get_host()
         model = self.model
         resumed, self._resumed = self._resumed, None
@@ -735,6 +771,7 @@ class Trainer(ModelRunner[Input, Target, Output]):
         self._in_epoch = True
         try:
             metrics = self._run_epoch(
+                store_outputs=store_outputs,
                 done=done,
                 discard=resumed.discard if resumed is not None else 0,
                 batches=paused,
@@ -1004,8 +1041,9 @@ class Trainer(ModelRunner[Input, Target, Output]):
 
     def _location(self) -> checkpointing.CheckpointLocation:
         run = scope.require_active_run('Checkpoints')
+        par_dir = self.model._checkpoint_par_dir() or run.experiment.par_dir
         return checkpointing.CheckpointLocation(
-            run.experiment.par_dir, run.experiment.name, run.id, self.model.name
+            par_dir, run.experiment.name, run.id, self.model.name
         )
 
 

@@ -44,11 +44,13 @@ def default_trackers(mode: str) -> Sequence[Tracker]:
 
     ``standard``: logging of runs, epochs and metrics, a progress bar per
     epoch, metadata files, the metric history as CSV (what ``drytorch
-    plot``, ``show`` and ``compare`` read). ``minimal``: the run line and one
-    bar over the epochs. ``hydra``: like standard, logging through the root
-    logger that Hydra configures. ``none``: nothing.
+    plot``, ``show`` and ``compare`` read). ``minimal``: one bar over the
+    epochs and no log line at all (as in the original DRYTorch; its logger
+    is kept, silent, so that ``set_verbosity`` can still make it talk).
+    ``hydra``: like standard, logging through the root logger that Hydra
+    configures. ``none``: nothing.
     """
-    from drytorch.trackers.logging import METRICS, RUN
+    from drytorch.trackers.logging import METRICS, QUIET
 
     if mode == 'standard':
         return _build(
@@ -62,7 +64,7 @@ def default_trackers(mode: str) -> Sequence[Tracker]:
     if mode == 'minimal':
         return _build(
             [
-                ('BuiltinLogger', {'level': RUN}),
+                ('BuiltinLogger', {'level': QUIET}),
                 ('TqdmLogger', {'enable_training_bar': True, 'epoch_bars': False}),
             ]
         )

@@ -1,10 +1,19 @@
-"""``BuiltinLogger``: run events as lines of the standard ``drytorch`` logger."""
+"""``BuiltinLogger``: run events as lines of the standard ``drytorch`` logger.
+
+Each ``BuiltinLogger`` shows lines down to its own ``level``; ``set_verbosity``
+(the original DRYTorch's helper) sets one level for all of them and for the
+``drytorch`` logger. The original's names are here beside ours:
+``INFO_LEVELS`` maps each kind of line onto our levels, and
+``enable_default_handler`` / ``enable_propagation`` are the original's
+spellings of ``use_stderr_logging`` / ``use_hydra_logging``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from drytorch import hookimpl
 from drytorch.core import tracking
@@ -14,13 +23,29 @@ if TYPE_CHECKING:
 
 __all__ = [
     'DETAIL',
+    'INFO_LEVELS',
     'LOGGER_NAME',
     'METRICS',
+    'QUIET',
     'RUN',
+    'RUN_IDS',
     'BuiltinLogger',
+    'DryTorchFilter',
+    'DryTorchFormatter',
+    'InfoLevels',
+    'ProgressFormatter',
+    'disable_default_handler',
+    'disable_propagation',
+    'enable_default_handler',
+    'enable_propagation',
     'format_metric',
     'get_logger',
+    'get_verbosity',
+    'reset_verbosity',
+    'set_formatter',
+    'set_verbosity',
     'use_hydra_logging',
+    'use_stderr_logging',
 ]
 
 LOGGER_NAME = 'drytorch'
@@ -32,8 +57,82 @@ METRICS = 21
 RUN = 25
 """The run line, why a run resumes, nothing left to train, early stopping,
 and how a run that trained or failed ended: shown in every mode that logs."""
+RUN_IDS = logging.INFO
+"""The original DRYTorch's run lines, with the run's id: ``Experiment: <name> -
+Starting run: <id>`` (or ``Resuming run:``) and ``... - Stopping run: <id>``.
+One level more verbose than the default: ``set_verbosity(RUN_IDS)`` (or
+``INFO_LEVELS.experiment``) shows them, and the default output stays as it was."""
+QUIET = logging.WARNING
+"""Above every line of ours: a logger at this level prints nothing (minimal mode)."""
 
-_FORMATTER = logging.Formatter('[%(asctime)s] - %(message)s', '%Y-%m-%d %H:%M:%S')
+
+@dataclasses.dataclass(frozen=True)
+class InfoLevels:
+    """The original DRYTorch's kinds of log lines, each with its logging level.
+
+    Each value is the level that shows every line of that kind here:
+    ``set_verbosity(INFO_LEVELS.metrics)`` shows the metrics (our default),
+    ``INFO_LEVELS.experiment`` adds the run lines with ids, and
+    ``INFO_LEVELS.internal`` shows everything.
+    """
+
+    internal: int
+    metrics: int
+    epoch: int
+    model_state: int
+    experiment: int
+    training: int
+    test: int
+
+
+INFO_LEVELS = InfoLevels(
+    internal=DETAIL,
+    metrics=METRICS,
+    epoch=METRICS,
+    model_state=DETAIL,  # checkpoint saves are detail lines
+    experiment=RUN_IDS,
+    training=DETAIL,  # where training starts is a detail line
+    test=METRICS,
+)
+"""The original's ``INFO_LEVELS`` mapped onto our levels (its numbers were
+19 to 29; ours keep the default output of our own levels)."""
+
+_DATE_FORMAT = '%Y-%m-%d %H:%M:%S'
+
+
+class DryTorchFormatter(logging.Formatter):
+    """Our line format: ``[YYYY-MM-DD HH:MM:SS] - <message>`` for every line."""
+
+    def __init__(self) -> None:
+        super().__init__('[%(asctime)s] - %(message)s', _DATE_FORMAT)
+
+
+class ProgressFormatter(DryTorchFormatter):
+    """Like ``DryTorchFormatter``; epoch and metric lines overwrite each other.
+
+    DRYTorch's own stream handler ends lines at the ``METRICS`` level with a
+    carriage return instead of a new line while this formatter is set, so
+    a terminal shows only the latest of them.
+    """
+
+
+class DryTorchFilter(logging.Filter):
+    """Drop the records of the ``drytorch`` logger (and its children).
+
+    For handlers of other loggers that should not repeat DRYTorch's lines,
+    for example the root logger's when ``drytorch`` propagates.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return whether ``record`` comes from outside DRYTorch."""
+        name = record.name
+        return not (name == LOGGER_NAME or name.startswith(LOGGER_NAME + '.'))
+
+
+_FORMATTER: logging.Formatter = DryTorchFormatter()
+_verbosity: int | None = None  # set_verbosity's level, for every BuiltinLogger
+_default_disabled = False  # disable_default_handler() was called
+_dropped_for_root = False  # enable_propagation() removed our stderr handler
 
 logging.addLevelName(DETAIL, 'DETAIL')
 logging.addLevelName(METRICS, 'METRICS')
@@ -55,29 +154,176 @@ class _CurrentStderrHandler(logging.StreamHandler[TextIO]):
     def stream(self, _: TextIO) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        self.terminator = _terminator(self, record)
+        super().emit(record)
+
+
+def _terminator(handler: logging.Handler, record: logging.LogRecord) -> str:
+    """End metric lines with a carriage return under the progress formatter."""
+    in_place = isinstance(handler.formatter, ProgressFormatter)
+    return '\r' if in_place and record.levelno == METRICS else '\n'
+
 
 def get_logger() -> logging.Logger:
     """Return the ``drytorch`` logger, with a stderr handler if it has none."""
     logger = logging.getLogger(LOGGER_NAME)
-    if not logger.handlers and not logger.propagate:
+    if not logger.handlers and not logger.propagate and not _default_disabled:
         use_stderr_logging()
     if logger.level == logging.NOTSET:
-        logger.setLevel(DETAIL)
+        logger.setLevel(min(DETAIL, RUN_IDS))
     return logger
 
 
 def use_stderr_logging() -> None:
     """Print DRYTorch's log records on stderr, unless the user set handlers.
 
-    Undoes ``use_hydra_logging``: the last ``BuiltinLogger`` built decides.
+    Undoes ``use_hydra_logging`` and ``disable_default_handler``: the last
+    ``BuiltinLogger`` built decides.
     """
+    global _default_disabled
+    _default_disabled = False
+    _use_stderr()
+
+
+def _use_stderr() -> None:
     logger = logging.getLogger(LOGGER_NAME)
     _remove(logger, _StdoutHandler)
-    if not logger.handlers:
+    if not logger.handlers and not _default_disabled:
         handler = _CurrentStderrHandler()
         handler.setFormatter(_FORMATTER)
         logger.addHandler(handler)
     logger.propagate = False
+
+
+def set_verbosity(level_no: int) -> None:
+    """Show DRYTorch's lines down to ``level_no`` in every ``BuiltinLogger``.
+
+    The original DRYTorch's helper. It overrides each tracker's ``level``
+    and sets the ``drytorch`` logger's level: ``METRICS`` (or
+    ``INFO_LEVELS.metrics``) is the default output, ``RUN_IDS`` (or
+    ``INFO_LEVELS.experiment``) adds the lines naming each run that starts,
+    resumes and stops, ``DETAIL`` shows everything, ``RUN`` only run-level
+    lines, ``QUIET`` nothing.
+
+    Raises:
+        TypeError: ``level_no`` is not an integer.
+    """
+    global _verbosity
+    if isinstance(level_no, bool) or not isinstance(level_no, int):
+        raise TypeError(
+            f'set_verbosity takes a logging level number, such as '
+            f'INFO_LEVELS.experiment or logging.INFO; got {level_no!r}.'
+        )
+    _verbosity = level_no
+    logging.getLogger(LOGGER_NAME).setLevel(level_no)
+
+
+def reset_verbosity() -> None:
+    """Undo ``set_verbosity``: each ``BuiltinLogger`` shows its own ``level`` again."""
+    global _verbosity
+    _verbosity = None
+    logging.getLogger(LOGGER_NAME).setLevel(min(DETAIL, RUN_IDS))
+
+
+def get_verbosity() -> int:
+    """Return the level ``set_verbosity`` set, else the default, ``METRICS``."""
+    return METRICS if _verbosity is None else _verbosity
+
+
+def enable_default_handler(stream: TextIO | None = None) -> None:
+    """Print DRYTorch's lines with its own handler, on ``stream`` (default: stderr).
+
+    The original DRYTorch's spelling of ``use_stderr_logging``; records stop
+    propagating to the root logger.
+    """
+    global _default_disabled, _dropped_for_root
+    _default_disabled = _dropped_for_root = False
+    logger = logging.getLogger(LOGGER_NAME)
+    if stream is None or stream is sys.stderr:
+        _remove(logger, _StdoutHandler)  # and _OwnStreamHandler
+        _add_own(logger, _CurrentStderrHandler())
+    else:
+        _remove_own(logger)
+        _add_own(logger, _OwnStreamHandler(stream))
+    logger.propagate = False
+
+
+def _add_own(logger: logging.Logger, handler: logging.Handler) -> None:
+    """Add ``handler`` unless one of the same kind is there already."""
+    if any(type(known) is type(handler) for known in logger.handlers):
+        return
+    handler.setFormatter(_FORMATTER)
+    logger.addHandler(handler)
+
+
+def disable_default_handler() -> None:
+    """Remove DRYTorch's own handler; new built-in loggers do not add it back.
+
+    With propagation off too, DRYTorch's lines go nowhere: handlers the user
+    adds to the ``drytorch`` logger still get them.
+    """
+    global _default_disabled
+    _default_disabled = True
+    _remove_own(logging.getLogger(LOGGER_NAME))
+
+
+def enable_propagation(deduplicate_stream: bool = True) -> None:
+    """Send DRYTorch's records to the root logger too (the original's helper).
+
+    Args:
+        deduplicate_stream: remove DRYTorch's own handler when the root
+            logger has handlers, so a console shows each line once.
+    """
+    global _dropped_for_root
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.propagate = True
+    if deduplicate_stream and logging.getLogger().handlers:
+        _dropped_for_root = any(
+            isinstance(handler, _CurrentStderrHandler) for handler in logger.handlers
+        )
+        _remove_own(logger)
+
+
+def disable_propagation() -> None:
+    """Stop sending DRYTorch's records to the root logger; print them on stderr.
+
+    DRYTorch's own handler comes back unless ``disable_default_handler`` was
+    called.
+    """
+    global _dropped_for_root
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.propagate = False
+    if (_dropped_for_root or not logger.handlers) and not _default_disabled:
+        _add_own(logger, _CurrentStderrHandler())
+    _dropped_for_root = False
+
+
+def set_formatter(style: Literal['drytorch', 'progress']) -> None:
+    """Choose the format of DRYTorch's own handlers' lines.
+
+    Args:
+        style: ``'drytorch'``, timestamped lines (the default);
+            ``'progress'``, the same, with epoch and metric lines written
+            over each other in place.
+
+    Raises:
+        ValueError: an unknown style.
+    """
+    global _FORMATTER
+    if style == 'drytorch':
+        _FORMATTER = DryTorchFormatter()
+    elif style == 'progress':
+        _FORMATTER = ProgressFormatter()
+    else:
+        raise ValueError(
+            f"Unknown formatter style {style!r}; use 'drytorch' or 'progress'."
+        )
+    for handler in logging.getLogger(LOGGER_NAME).handlers:
+        if isinstance(
+            handler, _CurrentStderrHandler | _StdoutHandler | _OwnStreamHandler
+        ):
+            handler.setFormatter(_FORMATTER)
 
 
 def use_hydra_logging() -> None:
@@ -102,6 +348,14 @@ def use_hydra_logging() -> None:
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """DRYTorch's own stdout handler, for Hydra mode without a root logger."""
 
+    def emit(self, record: logging.LogRecord) -> None:
+        self.terminator = _terminator(self, record)
+        super().emit(record)
+
+
+class _OwnStreamHandler(_StdoutHandler):
+    """DRYTorch's own handler on a stream the user chose."""
+
 
 def _remove(logger: logging.Logger, kind: type[logging.Handler]) -> None:
     for handler in list(logger.handlers):
@@ -109,11 +363,17 @@ def _remove(logger: logging.Logger, kind: type[logging.Handler]) -> None:
             logger.removeHandler(handler)
 
 
+def _remove_own(logger: logging.Logger) -> None:
+    _remove(logger, _CurrentStderrHandler)
+    _remove(logger, _StdoutHandler)  # and _OwnStreamHandler
+
+
 class BuiltinLogger(tracking.Tracker):
     """Logs run events to the ``drytorch`` logger at this tracker's verbosity.
 
     Args:
-        level: the least important level shown: ``RUN`` shows the run line,
+        level: the least important level shown (``set_verbosity`` overrides
+            it for every logger): ``RUN`` shows the run line,
             why a run resumes and how a run that trained ended; ``METRICS``
             (the default) adds epochs, metrics, checkpoint loads and where
             training resumed; ``DETAIL`` adds model registration, checkpoint
@@ -128,20 +388,32 @@ class BuiltinLogger(tracking.Tracker):
         if hydra:
             use_hydra_logging()
         else:
-            use_stderr_logging()
+            _use_stderr()
         self._logger = get_logger()
         self._trained: dict[str, _Trained] = {}  # this session's, by model
 
     def log(self, level: int, message: str, *args: object) -> None:
-        """Log ``message`` if ``level`` is shown at this tracker's verbosity."""
-        if level >= self.level:
+        """Log ``message`` if ``level`` is shown at the verbosity in force.
+
+        That is ``set_verbosity``'s level if it was called, else this
+        tracker's ``level``.
+        """
+        if level >= (self.level if _verbosity is None else _verbosity):
             self._logger.log(level, message, *args)
 
     @hookimpl
     def on_run_start(self, event: log_events.RunStartEvent) -> None:
-        """Log the run line, and why an unfinished run is resumed."""
+        """Log the run line, the run's id, and why an unfinished run is resumed."""
         self._trained = {}
         self.log(RUN, 'Running experiment: %s.', event.experiment_name)
+        action = 'Resuming' if event.resumed else 'Starting'
+        self.log(
+            RUN_IDS,
+            'Experiment: %s - %s run: %s',
+            event.experiment_name,
+            action,
+            event.run_id,
+        )
         how = _how_it_ended(event.previous_status, event.previous_error)
         if how:
             self.log(RUN, 'Resuming run %s: %s.', event.run_id, how)
@@ -161,6 +433,12 @@ class BuiltinLogger(tracking.Tracker):
             part.describe(model) for model, part in self._trained.items()
         )
         self._trained = {}
+        self.log(
+            RUN_IDS,
+            'Experiment: %s - Stopping run: %s',
+            event.experiment_name,
+            event.run_id,
+        )
         level = RUN if trained or event.status == 'failed' else DETAIL
         ending = f': {trained}.' if trained else '.'
         self.log(level, 'Run %s %s%s%s', event.run_id, status, suffix, ending)

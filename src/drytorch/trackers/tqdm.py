@@ -5,13 +5,20 @@ there: one ``tqdm.update`` (tqdm itself decides whether to redraw, at most every
 ``mininterval``) and, at most every ``postfix_interval`` seconds, the live
 metrics. Reading them synchronises with the device, which is why this tracker
 never calls ``live_metrics()`` on every batch.
+
+``EpochBar`` and ``TrainingBar``, the two bars it draws, are public (as in the
+original DRYTorch) for loops of one's own. Two defaults differ from the
+original's on purpose: bars are not left on screen (``leave=False``), and they
+are drawn only on a terminal or in a notebook, so that logs redirected to a
+file stay clean; ``disable=False`` draws them on any stream (CI logs).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import std as tqdm_std  # type: ignore[import-untyped]
 
@@ -21,17 +28,142 @@ from drytorch.core import log_events, tracking
 if TYPE_CHECKING:
     from drytorch.core.run_view import RunView
 
-__all__ = ['TqdmLogger']
+__all__ = ['EpochBar', 'TqdmLogger', 'TrainingBar']
 
 
-class _EpochBar:
-    """One runner's epoch: its bar (``None`` when not drawn) and postfix clock."""
+class EpochBar:
+    """The bar over the batches of one epoch, with the samples seen and metrics.
 
-    __slots__ = ('bar', 'next_postfix')
+    ``TqdmLogger`` draws its epoch bars with this class; it is public so that
+    a loop of one's own can show the same bar (the original DRYTorch's
+    ``EpochBar``). Unlike ``TqdmLogger``, it always draws: whoever makes one
+    wants it shown.
 
-    def __init__(self, bar: Any, next_postfix: float) -> None:
-        self.bar = bar
-        self.next_postfix = next_postfix
+    Args:
+        batch_size: the samples in a batch; ``None`` if not known (shown as
+            ``?``).
+        n_iter: the batches in the epoch; ``None`` if not known (a stream).
+        n_samples: the samples in the epoch (the last batch may be short);
+            ``None`` if not known.
+        leave: keep the bar on screen when the epoch ends.
+        file: the stream to draw on; ``None``: ``sys.stderr`` as it is now.
+        desc: the bar's title.
+        position: the line of the bar, as in tqdm (``None``: the first free
+            one).
+
+    Attributes:
+        pbar: the tqdm bar drawn.
+    """
+
+    __slots__ = ('batch_size', 'n_iter', 'n_samples', 'next_postfix', 'pbar', 'seen')
+    seen_str = 'Samples'
+    """The postfix key of the samples seen."""
+
+    def __init__(
+        self,
+        batch_size: int | None,
+        n_iter: int | None,
+        n_samples: int | None,
+        leave: bool,
+        file: TextIO | None,
+        desc: str,
+        position: int | None = 0,
+        *,
+        initial: int = 0,
+    ) -> None:
+        self.batch_size = batch_size
+        self.n_iter = n_iter
+        self.n_samples = n_samples
+        self.seen = 0
+        self.next_postfix = 0.0  # TqdmLogger's clock for the live metrics
+        self.pbar = tqdm_std.tqdm(
+            total=n_iter,
+            initial=initial,
+            leave=leave,
+            file=file if file is not None else sys.stderr,
+            desc=desc,
+            position=position,
+            unit='batch',
+            dynamic_ncols=True,
+        )
+
+    def update(self, metrics: Mapping[str, float], n_processes: int = 1) -> None:
+        """Advance one batch and show ``metrics``; the last batch closes the bar.
+
+        Args:
+            metrics: the values to show, by name (formatted ``%.3e``).
+            n_processes: the processes that each ran a batch of
+                ``batch_size`` (distributed training): the samples seen grow
+                by their product.
+        """
+        last = self.n_iter is not None and self.pbar.n + 1 >= self.n_iter
+        seen: int | str = '?'
+        if self.batch_size is not None:
+            self.seen += self.batch_size * n_processes
+            if self.n_samples is not None and (last or self.seen > self.n_samples):
+                self.seen = self.n_samples
+            seen = self.seen
+        postfix: dict[str, int | str] = {self.seen_str: seen}
+        postfix.update({name: f'{value:.3e}' for name, value in metrics.items()})
+        self.pbar.set_postfix(postfix, refresh=False)
+        self.pbar.update()
+        if last:
+            self.pbar.close()
+
+    def close(self) -> None:
+        """Close the bar (kept on screen if ``leave``)."""
+        self.pbar.close()
+
+
+class TrainingBar:
+    """The bar over the epochs of a training, from ``start_epoch`` to ``end_epoch``.
+
+    ``TqdmLogger(enable_training_bar=True)`` draws this bar; it is public for
+    loops of one's own (the original DRYTorch's ``TrainingBar``). It counts
+    epochs as the model does: resumed at epoch 3 of 5, it shows ``3/5``.
+    It always draws.
+
+    Args:
+        start_epoch: the epoch training starts from (0: the start).
+        end_epoch: the epoch training ends at.
+        file: the stream to draw on; ``None``: ``sys.stderr`` as it is now.
+        leave: keep the bar on screen when training ends.
+        desc: the bar's title.
+
+    Attributes:
+        pbar: the tqdm bar drawn.
+    """
+
+    __slots__ = ('end_epoch', 'pbar', 'start_epoch')
+
+    def __init__(
+        self,
+        start_epoch: int,
+        end_epoch: int,
+        file: TextIO | None,
+        leave: bool,
+        *,
+        desc: str = 'Epoch',
+    ) -> None:
+        self.start_epoch = start_epoch
+        self.end_epoch = end_epoch
+        self.pbar = tqdm_std.tqdm(
+            total=end_epoch,
+            initial=start_epoch,
+            leave=leave,
+            file=file if file is not None else sys.stderr,
+            desc=desc,
+            unit='epoch',
+            dynamic_ncols=True,
+        )
+
+    def update(self, current_epoch: int) -> None:
+        """Move the bar to ``current_epoch``, the last epoch done."""
+        self.pbar.update(current_epoch - self.pbar.n)
+
+    def close(self) -> None:
+        """Close the bar (kept on screen if ``leave``)."""
+        self.pbar.close()
 
 
 class TqdmLogger(tracking.Tracker):
@@ -78,8 +210,8 @@ class TqdmLogger(tracking.Tracker):
         self.file = file
         self.disable = disable
         self.postfix_interval = postfix_interval
-        self._epochs: dict[str, _EpochBar] = {}
-        self._training: dict[str, Any] = {}
+        self._epochs: dict[str, EpochBar | None] = {}  # None: not drawn
+        self._training: dict[str, TrainingBar] = {}
         self._title = ''  # the run, and where it resumed: every bar's prefix
         self._titled: set[str] = set()  # models whose training start was seen
 
@@ -102,15 +234,14 @@ class TqdmLogger(tracking.Tracker):
         if not self.epoch_bars:
             return
         source = event.source_name
-        epoch = self._epochs.get(source)
-        if epoch is None or event.batch == 1:
-            epoch = self._open_epoch(event)
-            if epoch is None:
-                return
+        opens = event.batch == 1 or source not in self._epochs
+        if opens and not self._open_epoch(event):
+            return
+        epoch = self._epochs[source]  # None: an epoch not drawn
         total = event.n_batches  # None: a stream, its bar ends with the epoch
         last = total is not None and event.batch >= total
-        bar = epoch.bar
-        if bar is not None:
+        if epoch is not None:
+            bar = epoch.pbar
             now = time.monotonic()
             if now >= epoch.next_postfix or (last and self.leave):
                 # a bar that is not left is erased at once: no final reading
@@ -119,38 +250,41 @@ class TqdmLogger(tracking.Tracker):
             bar.update(event.batch - bar.n)
         if last:
             del self._epochs[source]
-            if bar is not None:
-                bar.close()
+            if epoch is not None:
+                epoch.close()
 
-    def _open_epoch(self, event: log_events.IterateBatchEvent) -> _EpochBar | None:
-        """Start tracking an epoch of a runner; ``None`` if it cannot be shown."""
+    def _open_epoch(self, event: log_events.IterateBatchEvent) -> bool:
+        """Start tracking an epoch of a runner; ``False`` if it cannot be tracked."""
         stale = self._epochs.pop(event.source_name, None)
-        if stale is not None and stale.bar is not None:  # an epoch that broke off
-            stale.bar.close()
+        if stale is not None:  # an epoch that broke off
+            stale.close()
         total = event.n_batches
         if total is not None and event.batch > total:  # the length was wrong
-            return None
-        bar = self._new_bar(
-            desc=self._desc(event.source_name),
-            total=event.n_batches,
-            initial=event.batch - 1,
-            unit='batch',
-        )
-        epoch = _EpochBar(bar, time.monotonic() + self.postfix_interval)
+            return False
+        stream = self._stream()
+        epoch = None
+        if stream is not None:
+            epoch = EpochBar(
+                event.batch_size,
+                total,
+                None,
+                self.leave,
+                stream,
+                self._desc(event.source_name),
+                position=None,
+                initial=event.batch - 1,
+            )
+            epoch.next_postfix = time.monotonic() + self.postfix_interval
         self._epochs[event.source_name] = epoch
-        return epoch
+        return True
 
     def _desc(self, name: str) -> str:
         return f'{self._title} | {name}' if self._title else name
 
-    def _new_bar(self, **kwargs: Any) -> Any:
-        """Return a tqdm bar on the chosen stream, or ``None`` if not drawn."""
+    def _stream(self) -> TextIO | None:
+        """Return the stream to draw on, or ``None`` if bars are not drawn."""
         stream = self.file if self.file is not None else sys.stderr
-        if not self._draws_on(stream):
-            return None
-        return tqdm_std.tqdm(
-            file=stream, leave=self.leave, dynamic_ncols=True, **kwargs
-        )
+        return stream if self._draws_on(stream) else None
 
     def _draws_on(self, stream: TextIO | None) -> bool:
         if self.disable is not None:
@@ -166,9 +300,11 @@ class TqdmLogger(tracking.Tracker):
         """Close every open bar (epoch bars first, then training bars)."""
         epochs, self._epochs = self._epochs, {}
         training, self._training = self._training, {}
-        for bar in [e.bar for e in epochs.values()] + list(training.values()):
-            if bar is not None:
-                bar.close()
+        for epoch in epochs.values():
+            if epoch is not None:
+                epoch.close()
+        for bar in training.values():
+            bar.close()
 
     @hookimpl
     def on_training_start(self, event: log_events.TrainingStartEvent) -> None:
@@ -189,24 +325,25 @@ class TqdmLogger(tracking.Tracker):
             stale.close()
         if event.start_epoch >= event.end_epoch:  # nothing to train
             return
-        bar = self._new_bar(
-            desc=self._desc(f'{event.model_name} ({event.source_name})'),
-            total=event.end_epoch,
-            initial=event.start_epoch,
-            unit='epoch',
-        )
-        if bar is not None:
-            self._training[event.model_name] = bar
+        stream = self._stream()
+        if stream is not None:
+            self._training[event.model_name] = TrainingBar(
+                event.start_epoch,
+                event.end_epoch,
+                stream,
+                self.leave,
+                desc=self._desc(f'{event.model_name} ({event.source_name})'),
+            )
 
     @hookimpl
     def on_epoch_end(self, event: log_events.EpochEndEvent) -> None:
         """Advance the training bar of the model; end an epoch bar without a total."""
         unsized = self._epochs.pop(event.source_name, None)
-        if unsized is not None and unsized.bar is not None:
-            unsized.bar.close()
+        if unsized is not None:
+            unsized.close()
         bar = self._training.get(event.model_name)
         if bar is not None:
-            bar.update(event.epoch - bar.n)
+            bar.update(event.epoch)
 
     @hookimpl
     def on_training_end(self, event: log_events.TrainingEndEvent) -> None:

@@ -20,7 +20,7 @@ Layout, each module building only on those before it:
   goes);
 * ``base``: ``Objective`` and the helpers its subclasses share;
 * ``adapters``: torchmetrics-style objects (update/compute/reset) as
-  objectives: ``as_objective``;
+  objectives: ``as_objective``; ``compute_metrics``, values as floats;
 * ``metrics``: ``Metric`` and ``MetricCollection``;
 * ``formulas``: the terms of the loss algebra, how they print and evaluate;
 * ``losses``: ``LossBase``, ``Loss``, ``CompositionalLoss``,
@@ -33,9 +33,12 @@ Every name is importable from this package.
 
 # Besides __all__: the type variables, COMBINED_LOSS, and the private classes
 # that objectives pickled when this package was a single module refer to.
+from typing import Any
+
 from drytorch.lib.objectives.adapters import _ProtocolObjective as _ProtocolObjective
 from drytorch.lib.objectives.adapters import _StatefulMetric as StatefulMetric
-from drytorch.lib.objectives.adapters import as_objective
+from drytorch.lib.objectives.adapters import as_objective, compute_metrics
+from drytorch.lib.objectives.base import Directions as Directions
 from drytorch.lib.objectives.base import Objective
 from drytorch.lib.objectives.base import Output as Output
 from drytorch.lib.objectives.base import Target as Target
@@ -66,4 +69,14 @@ __all__ = [
     'StatefulMetric',
     'as_loss',
     'as_objective',
+    'compute_metrics',
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Return ``MetricTracker`` (``lib.monitors``), imported only when asked."""
+    if name == 'MetricTracker':
+        from drytorch.lib.monitors import MetricTracker
+
+        return MetricTracker
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeGuard, overload
 
 import torch
 
-from drytorch.core.exceptions import ObjectiveError
+from drytorch.core.exceptions import ComputedMetricsTypeError, ObjectiveError
 from drytorch.lib.objectives.base import Objective, Output, Target, _check_name
 from drytorch.lib.objectives.errors import _not_updated_error, _state_error
 
@@ -80,6 +80,37 @@ class _ProtocolObjective(Objective[Any, Any]):
     def computes_locally(self) -> bool:
         """False: the wrapped metric may synchronise in its ``compute``."""
         return False
+
+    def all_reduce(self) -> None:
+        """Sum the batch counts over the processes; sync the wrapped state if needed."""
+        super().all_reduce()
+        self._reduce_wrapped()
+
+    def _reduce_wrapped(self) -> None:
+        """Merge the wrapped state over the processes; torchmetrics does it itself.
+
+        Adapters of libraries whose ``compute`` is local (torcheval) override
+        it; every process calls it at the end of a distributed epoch.
+        """
+
+    def merge_state(self, other: Objective[Any, Any]) -> None:
+        """Merge the state of ``other``'s wrapped metric into this one's.
+
+        Raises:
+            ObjectiveError: ``other`` wraps no metric of the same kind, or the
+                wrapped metric has no ``merge_state``.
+        """
+        method = getattr(self.wrapped, 'merge_state', None)
+        if not isinstance(other, _ProtocolObjective) or not callable(method):
+            raise ObjectiveError(
+                f'Cannot merge the state of {other!r} into {self!r}: both must wrap '
+                'metrics of one class that has merge_state (torchmetrics, torcheval).'
+            )
+        if type(self.wrapped).__module__.startswith('torcheval'):
+            method([other.wrapped])  # torcheval merges an iterable of metrics
+        else:
+            method(other.wrapped)
+        self._running.batches += other._running.batches
 
     def reset(self) -> None:
         """Call the wrapped ``reset()``."""
@@ -196,3 +227,41 @@ def as_objective(
             'torchmetrics metric. Wrap a function in Metric(fn, name).'
         )
     return _ProtocolObjective(obj, name if name is not None else type(obj).__name__)
+
+
+def compute_metrics(
+    objective: Objective[Any, Any] | _StatefulMetric,
+) -> dict[str, float]:
+    """Compute an objective, or a torchmetrics-style metric, as Python floats.
+
+    Reading the values waits for the device once.
+
+    Args:
+        objective: an objective, or an object with ``compute()`` returning a
+            tensor or number (named after its class) or a mapping of them.
+
+    Raises:
+        ComputedMetricsTypeError: ``compute()`` returned something else.
+        ObjectiveError: a value has more than one element.
+    """
+    computed = objective.compute()
+    if isinstance(computed, Mapping):
+        items = list(computed.items())
+    elif isinstance(computed, torch.Tensor | int | float):
+        items = [(getattr(objective, 'name', type(objective).__name__), computed)]
+    else:
+        raise ComputedMetricsTypeError(type(computed))
+    result: dict[str, float] = {}
+    for name, value in items:
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ObjectiveError(
+                    f'{name!r} has {value.numel()} elements, not one: compute '
+                    'it yourself to read a vector metric.'
+                )
+            result[str(name)] = float(value.item())
+        elif isinstance(value, int | float):
+            result[str(name)] = float(value)
+        else:
+            raise ComputedMetricsTypeError(type(value))
+    return result

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+import copy as _copy
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import torch
 
+from drytorch.core import distributed
 from drytorch.core.exceptions import ObjectiveError
 from drytorch.lib.objectives.errors import _not_updated_error
 from drytorch.lib.objectives.sums import _RunningSums
@@ -20,6 +22,49 @@ Output = TypeVar('Output', contravariant=True)
 Target = TypeVar('Target', contravariant=True)
 
 _NO_DIRECTIONS: Mapping[str, bool | None] = MappingProxyType({})
+
+
+class Directions(Mapping[str, bool | None]):
+    """Whether a larger value is better, by name; also the main value's direction.
+
+    A mapping, as every objective reports it, that also reads as the bool of
+    its main value, as the original DRYTorch's ``higher_is_better`` of a
+    single loss or metric does: ``loss.higher_is_better == False`` and ``if
+    metric.higher_is_better:`` work, and so does ``directions['MSE']``.
+    """
+
+    __slots__ = ('_main', '_values')
+
+    def __init__(self, values: Mapping[str, bool | None], main: str) -> None:
+        self._values = dict(values)
+        self._main = main
+
+    @property
+    def main(self) -> bool | None:
+        """The direction of the main value (the loss or the metric)."""
+        return self._values.get(self._main)
+
+    def __getitem__(self, name: str) -> bool | None:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __bool__(self) -> bool:
+        return bool(self.main)
+
+    def __eq__(self, other: object) -> bool:
+        if other is None or isinstance(other, bool):
+            return self.main is other
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._values)
 
 
 def _repeated(names: Iterable[str]) -> list[str]:
@@ -115,6 +160,40 @@ class Objective(abc.ABC, Generic[Output, Target]):
     def reset(self) -> None:
         """Forget every batch seen so far."""
         self._running = _RunningSums()
+
+    def copy(self) -> Self:
+        """Return an independent copy, running state included.
+
+        One objective definition can serve training and validation: each
+        copy keeps its own batches.
+        """
+        return _copy.deepcopy(self)
+
+    def merge_state(self, other: Objective[Any, Any]) -> None:
+        """Add the batches ``other`` has seen to this objective's.
+
+        ``compute`` then returns the means over both objectives' batches, as
+        if this one had seen them all (e.g. the shards of one evaluation).
+
+        Raises:
+            ObjectiveError: ``other`` is not an objective of the same class.
+        """
+        if type(other) is not type(self):
+            raise ObjectiveError(
+                f'Cannot merge the state of {other!r} into {self!r}: merge '
+                'objectives of the same class (copies of one objective).'
+            )
+        self._running.merge(other._running)
+
+    def sync(self) -> None:
+        """Sum the running state over the processes of the distributed run.
+
+        A no-op without a process group. The runners already do it once at
+        the end of each epoch (``all_reduce``): call it only for an objective
+        updated outside a runner, once, before ``compute``.
+        """
+        if distributed.current().size > 1:
+            self.all_reduce()
 
     def all_reduce(self) -> None:
         """Sum the running sums and counts over the processes of the run.

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import torch
 
 from drytorch.core.exceptions import ObjectiveError
 from drytorch.lib.objectives.adapters import _follows_protocol, _StatefulMetric
 from drytorch.lib.objectives.base import (
+    Directions,
     Objective,
     Output,
     Target,
     _check_name,
-    _describe,
     _repeated,
 )
 from drytorch.lib.objectives.errors import (
@@ -25,16 +24,22 @@ from drytorch.lib.objectives.errors import (
 )
 from drytorch.lib.objectives.formulas import (
     _ADD,
+    _ATOM,
+    _DOWN,
+    _UP,
+    COMBINED,
+    POWER,
     _apply,
     _constant,
     _leaf,
     _negate,
+    _Sign,
     _Term,
 )
 from drytorch.lib.objectives.metrics import MetricCollection
 
-COMBINED_LOSS = 'Combined Loss'
-"""The key under which a ``CompositionalLoss`` reports its combined value."""
+COMBINED_LOSS = COMBINED
+"""The name of most combinations of losses (see ``formulas`` for the others)."""
 
 
 class LossBase(Objective[Output, Target]):
@@ -53,10 +58,22 @@ class LossBase(Objective[Output, Target]):
     name: str
     formula: str
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        """Create the loss; ``LossBase(criterion, name, ...)`` makes one of functions.
+
+        The original DRYTorch's call form: ``criterion`` combines the values
+        of the functions in ``named_fn`` (by name) into the loss. Subclasses
+        are created as usual.
+        """
+        if cls is LossBase:
+            made = Objective.__new__(_CriterionLoss)
+            return cast('Self', made)  # __init__ follows: it is a LossBase
+        return super().__new__(cls, *args, **kwargs)
+
     @property
-    def higher_is_better(self) -> Mapping[str, bool | None]:
-        """False for the loss."""
-        return MappingProxyType({self.name: False})
+    def higher_is_better(self) -> Directions:
+        """False for the loss; reads as False too."""
+        return Directions({self.name: False}, self.name)
 
     def forward(self, outputs: Output, targets: Target) -> torch.Tensor:
         """Update the running means and return the loss, attached to the graph.
@@ -131,6 +148,9 @@ class LossBase(Objective[Output, Target]):
         assert term is not None  # a loss is always a term
         return CompositionalLoss._from_term(_negate(term))
 
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({getattr(self, "formula", "")})'
+
 
 class Loss(LossBase[Output, Target]):
     """A loss computed by a function of the outputs and targets.
@@ -167,8 +187,17 @@ class Loss(LossBase[Output, Target]):
         """Return ``{name: fn(outputs, targets)}``."""
         return {self.name: self.fn(outputs, targets)}
 
-    def __repr__(self) -> str:
-        return f'{type(self).__name__}(name={self.name!r}, fn={_describe(self.fn)})'
+
+class _Component(Loss[Output, Target]):
+    """A function given by name to the original's ``LossBase``/``CompositionalLoss``.
+
+    Its direction is unknown: the original's named functions may be metrics.
+    """
+
+    @property
+    def higher_is_better(self) -> Directions:
+        """None: the function's direction is unknown."""
+        return Directions({self.name: None}, self.name)
 
 
 def _batch_value(name: str, value: object) -> torch.Tensor:
@@ -187,48 +216,141 @@ class CompositionalLoss(LossBase[Output, Target]):
 
     For each batch, every component loss is reduced to its batch value (a
     per-sample vector by its mean) and the combination is applied to those.
-    ``calculate`` returns ``'Combined Loss'`` first, then every component's
-    values in order of first appearance, so each is tracked on its own.
+    ``calculate`` returns the combined value under ``name`` first, then every
+    component's values in order of first appearance, so each is tracked on
+    its own.
+
+    Two call forms: ours, ``CompositionalLoss(components, combine, formula)``
+    with component losses; and the original DRYTorch's,
+    ``CompositionalLoss(criterion, *, name='Loss', higher_is_better,
+    formula='', **named_fn)`` with functions of the outputs and targets by
+    name, whose values ``criterion`` combines.
 
     Args:
-        components: the losses combined (not compositional ones), by name.
+        components: the losses combined (not compositional ones), by name; or,
+            in the original's form, ``criterion``.
         combine: the combined loss from the components' batch values by name.
         formula: a readable description; wrap it in parentheses if it could
             be misread inside a larger formula.
+        name: the key of the combined value (``Combined Loss`` in our form,
+            ``Loss`` in the original's).
+        higher_is_better: the combined value's direction (False by default).
+        criterion: the original's keyword for ``components``.
+        named_fn: the original's component functions, by name.
 
     Raises:
-        ObjectiveError: two different components share a name.
+        ObjectiveError: two different components share a name, or the call
+            mixes the two forms.
     """
 
+    _bare_formula: str
+    _sign: _Sign = _UP
+
     def __init__(
+        self,
+        components: Sequence[LossBase[Output, Target]]
+        | Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+        | None = None,
+        combine: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = None,
+        formula: str = '',
+        *,
+        name: str | None = None,
+        higher_is_better: bool | None = None,
+        criterion: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = None,
+        **named_fn: Callable[[Output, Target], torch.Tensor],
+    ) -> None:
+        if criterion is not None or (
+            callable(components) and not isinstance(components, Sequence)
+        ):
+            function = criterion if criterion is not None else components
+            if combine is not None or (criterion is not None and components):
+                raise ObjectiveError(
+                    'CompositionalLoss takes either (components, combine, formula) '
+                    'or (criterion, name=..., formula=..., **named_fn), not both.'
+                )
+            self._setup_functions(
+                cast('Callable[..., torch.Tensor]', function),
+                named_fn,
+                formula,
+                POWER if name is None else name,
+            )
+        else:
+            if named_fn or components is None or combine is None:
+                raise ObjectiveError(
+                    'CompositionalLoss needs (components, combine, formula): the '
+                    'losses, a function of their batch values by name, and a '
+                    'formula; or the original form (criterion, **named_fn).'
+                )
+            self._setup(
+                components,
+                combine,
+                formula,
+                COMBINED if name is None else name,
+            )
+        if higher_is_better is not None:
+            self._set_direction(higher_is_better)
+
+    def _set_direction(self, higher_is_better: bool) -> None:
+        self._sign = _DOWN if higher_is_better else _UP
+        self._directions[self.name] = higher_is_better
+
+    def _setup_functions(
+        self,
+        criterion: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
+        named_fn: Mapping[str, Callable[[Output, Target], torch.Tensor]],
+        formula: str,
+        name: str,
+    ) -> None:
+        # The original's form: components from functions by name.
+        leaves = [_Component(fn, key) for key, fn in named_fn.items()]
+        self._setup(leaves, criterion, formula, name)
+
+    def _setup(
         self,
         components: Sequence[LossBase[Output, Target]],
         combine: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
         formula: str,
+        name: str,
     ) -> None:
         self.components = _merge_components(components)
+        taken = {component.name for component in self.components}
+        if name in taken and name != COMBINED:
+            name = COMBINED  # e.g. Loss(f, 'Loss') ** 2
+        if name in taken:
+            raise ObjectiveError(
+                f'A component is named {name!r}, which is reserved for the '
+                'combined value: rename it.'
+            )
         self._combine = combine
-        self.name = COMBINED_LOSS
-        self.formula = formula
+        self.name = _check_name(name)
+        self.formula = formula or f'[{name}]'
+        self._bare_formula = self.formula
         # A formula given by the user may need parentheses anywhere.
-        self._precedence = _ADD
-        directions: dict[str, bool | None] = {COMBINED_LOSS: False}
+        self._precedence = _ADD if formula else _ATOM
+        directions: dict[str, bool | None] = {name: self._sign == _DOWN}
         for component in self.components:
             directions.update(component.higher_is_better)
         self._directions = directions
 
     @classmethod
     def _from_term(cls, term: _Term) -> CompositionalLoss[Any, Any]:
-        loss: CompositionalLoss[Any, Any] = cls(
-            term.leaves, term.evaluate, term.formula
-        )
+        loss: CompositionalLoss[Any, Any] = cls.__new__(cls)
+        loss._sign = term.sign
+        loss._setup(term.leaves, term.evaluate, term.shown, term.name)
+        loss._bare_formula = term.formula
         loss._precedence = term.precedence
         return loss
 
     @property
-    def higher_is_better(self) -> Mapping[str, bool | None]:
-        """False for the combined loss and every component."""
-        return MappingProxyType(self._directions)
+    def higher_is_better(self) -> Directions:
+        """The combined value's direction, then the components'.
+
+        True for a combination that falls as its losses fall (``-mse``,
+        ``1 / mse``, ``2 - mse``); False otherwise, and also when it is not
+        monotonic (``mse - mae``): a loss is minimised. It reads as the
+        combined value's direction.
+        """
+        return Directions(self._directions, self.name)
 
     def calculate(self, outputs: Output, targets: Target) -> dict[str, torch.Tensor]:
         """Return the combined loss, then the components' values.
@@ -252,14 +374,29 @@ class CompositionalLoss(LossBase[Output, Target]):
                     f'{component!r} returned no value under its name {name!r}.'
                 )
             batch[name] = _batch_value(name, part[name])
-        result = {COMBINED_LOSS: self._combine(batch), **values}
+        result = {self.name: self._combine(batch), **values}
         if len(result) != expected:
-            names = [COMBINED_LOSS, *(name for part in parts for name in part)]
+            names = [self.name, *(name for part in parts for name in part)]
             raise _duplicate_error(_repeated(names))
         return result
 
+
+class _CriterionLoss(CompositionalLoss[Output, Target]):
+    """What the original's call ``LossBase(criterion, name, ...)`` makes."""
+
+    def __init__(
+        self,
+        criterion: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
+        name: str,
+        higher_is_better: bool = False,
+        formula: str = '',
+        **named_fn: Callable[[Output, Target], torch.Tensor],
+    ) -> None:
+        self._setup_functions(criterion, named_fn, formula, name)
+        self._set_direction(higher_is_better)
+
     def __repr__(self) -> str:
-        return f'{type(self).__name__}({self.formula!r})'
+        return f'LossBase({self.formula})'
 
 
 class LossWithMetrics(LossBase[Output, Target], MetricCollection[Output, Target]):
@@ -297,9 +434,12 @@ class LossWithMetrics(LossBase[Output, Target], MetricCollection[Output, Target]
         self.formula = loss.formula
 
     @property
-    def higher_is_better(self) -> Mapping[str, bool | None]:
-        """False for the loss, and the metrics' directions."""
-        return MappingProxyType(self._directions)
+    def higher_is_better(self) -> Directions:
+        """The loss's directions, then the metrics'; reads as the loss's."""
+        return Directions(self._directions, self.name)
+
+    def __repr__(self) -> str:
+        return MetricCollection.__repr__(self)
 
 
 def _term(operand: object) -> _Term | None:
@@ -312,7 +452,12 @@ def _term(operand: object) -> _Term | None:
         )
     if isinstance(operand, CompositionalLoss):
         return _Term(
-            operand.components, operand._combine, operand.formula, operand._precedence
+            operand.components,
+            operand._combine,
+            getattr(operand, '_bare_formula', operand.formula),  # older pickles
+            operand._precedence,
+            operand._sign,
+            name=operand.name,
         )
     if isinstance(operand, LossBase):
         return _leaf(operand)
@@ -330,11 +475,6 @@ def _merge_components(
             raise ObjectiveError(
                 'A component of a CompositionalLoss must be a named loss, '
                 f'got {loss!r}.'
-            )
-        if loss.name == COMBINED_LOSS:
-            raise ObjectiveError(
-                f'{loss!r} is named {COMBINED_LOSS!r}, which is reserved for the '
-                'combined value: rename it.'
             )
         if by_name.setdefault(loss.name, loss) is not loss:
             raise ObjectiveError(

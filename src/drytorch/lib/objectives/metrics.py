@@ -15,6 +15,7 @@ from drytorch.lib.objectives.adapters import (
     as_objective,
 )
 from drytorch.lib.objectives.base import (
+    Directions,
     Objective,
     Output,
     Target,
@@ -48,9 +49,9 @@ class Metric(Objective[Output, Target]):
         self._directions: dict[str, bool | None] = {name: higher_is_better}
 
     @property
-    def higher_is_better(self) -> Mapping[str, bool | None]:
-        """The metric's direction under its name."""
-        return MappingProxyType(self._directions)
+    def higher_is_better(self) -> Directions:
+        """The metric's direction under its name; reads as that direction."""
+        return Directions(self._directions, self.name)
 
     def calculate(self, outputs: Output, targets: Target) -> dict[str, torch.Tensor]:
         """Return ``{name: fn(outputs, targets)}``."""
@@ -73,16 +74,22 @@ class MetricCollection(Objective[Output, Target]):
 
     Args:
         objectives: objectives, or objects with update/compute/reset.
+        named_fn: metric functions by name, as the original DRYTorch takes
+            them (``MetricCollection(MSE=mse, MAE=mae)``); each becomes a
+            ``Metric`` of unknown direction, after ``objectives``.
 
     Raises:
         ObjectiveError: two objectives report the same name.
     """
 
     def __init__(
-        self, *objectives: Objective[Output, Target] | _StatefulMetric
+        self,
+        *objectives: Objective[Output, Target] | _StatefulMetric,
+        **named_fn: Callable[[Output, Target], torch.Tensor],
     ) -> None:
         members: list[Objective[Output, Target]] = []
-        for objective in objectives:
+        functions = [Metric(fn, name) for name, fn in named_fn.items()]
+        for objective in (*objectives, *functions):
             if isinstance(objective, MetricCollection):
                 members.extend(objective.objectives)
             else:
@@ -173,6 +180,29 @@ class MetricCollection(Objective[Output, Target]):
     def computes_locally(self) -> bool:
         """Whether no torchmetrics-style member synchronises in ``compute``."""
         return not self._delegates
+
+    def all_reduce(self) -> None:
+        """Sum the running sums over the processes, and sync members that need it."""
+        super().all_reduce()
+        for delegate in self._delegates:
+            delegate._reduce_wrapped()
+
+    def merge_state(self, other: Objective[Any, Any]) -> None:
+        """Add the batches of ``other``, a copy of this collection, members too.
+
+        Raises:
+            ObjectiveError: ``other`` is not a collection of the same members.
+        """
+        if not isinstance(other, MetricCollection) or len(other._delegates) != len(
+            self._delegates
+        ):
+            raise ObjectiveError(
+                f'Cannot merge the state of {other!r} into {self!r}: merge '
+                'copies of one collection.'
+            )
+        self._running.merge(other._running)
+        for mine, theirs in zip(self._delegates, other._delegates, strict=True):
+            mine.merge_state(theirs)
 
     def reset(self) -> None:
         """Forget every batch, in the torchmetrics-style members too."""

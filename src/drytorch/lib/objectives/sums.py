@@ -83,6 +83,18 @@ class _RunningSums:
         counts = self.counts
         return {name: total / counts[name] for name, total in self.sums.items()}
 
+    def merge(self, other: _RunningSums) -> None:
+        """Add the sums, counts and batches of ``other``."""
+        for name, total in other.sums.items():
+            mine = self.sums.get(name)
+            if mine is None:
+                self.sums[name] = total.detach().clone()
+                self.counts[name] = other.counts[name]
+            else:
+                self.sums[name] = mine + total.to(mine.device, mine.dtype)
+                self.counts[name] += other.counts[name]
+        self.batches += other.batches
+
     def all_reduce(self) -> None:
         """Sum the sums, counts and batches over the processes of the run.
 

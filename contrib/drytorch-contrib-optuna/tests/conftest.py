@@ -1,0 +1,37 @@
+"""Every test gets its own registry, working directory and plugin host.
+
+The tests need the distribution installed:
+``pip install -e './contrib/drytorch-contrib-optuna[test]'``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from drytorch import testing
+
+DISTRIBUTION = 'drytorch-contrib-optuna'
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise pytest.UsageError(
+            f'{DISTRIBUTION} is not installed in this environment; run '
+            f'`pip install ./contrib/{DISTRIBUTION}` first.'
+        ) from None
+
+
+@pytest.fixture(autouse=True)
+def host(tmp_path: pathlib.Path) -> Iterator[Any]:
+    """A fresh plugin host, registry ``tmp_path/registry``, cwd ``tmp_path/work``.
+
+    No default trackers (init mode ``none``): each test subscribes what it needs.
+    """
+    with testing.isolated(tmp_path, init_mode='none') as fresh:
+        yield fresh

@@ -1,0 +1,38 @@
+"""The original DRYTorch's ``contrib.optuna``: forwards to the contrib package.
+
+``TrialCallback``, ``suggest_overrides``, ``get_final_value`` and
+``OptunaError`` are those of ``drytorch_contrib_optuna`` (install
+``drytorch-contrib-optuna``), with the original's signatures. The module
+imports nothing until a name is used: ``from drytorch.contrib.optuna import
+TrialCallback`` fails at that line when the package is missing, with an error
+naming it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from drytorch.trackers._contrib import import_contrib
+
+if TYPE_CHECKING:
+    from drytorch_contrib_optuna import (
+        OptunaError,
+        TrialCallback,
+        get_final_value,
+        suggest_overrides,
+    )
+
+__all__ = ['OptunaError', 'TrialCallback', 'get_final_value', 'suggest_overrides']
+
+DISTRIBUTION = 'drytorch-contrib-optuna'
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        module = import_contrib(
+            'drytorch_contrib_optuna', DISTRIBUTION, f'{__name__}.{name}'
+        )
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,36 @@
+"""The original DRYTorch's ``trackers.tensorboard``: forwards to the contrib package.
+
+``TensorBoard`` is ``drytorch_contrib_tensorboard.TensorBoard`` itself (install
+``drytorch-contrib-tensorboard``). The module imports nothing until the name
+is used: ``from drytorch.trackers.tensorboard import TensorBoard`` fails at
+that line when the package is missing, with an error naming it.
+
+Differences from the original's ``TensorBoard(par_dir=None, start_server=True,
+max_queue_size=10, flush_secs=120)``: ours takes ``par_dir`` and ``flush_secs``
+(default 10 s), starts no TensorBoard server (run ``tensorboard --logdir
+<par_dir>/tensorboard``) and has no ``max_queue_size``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from drytorch.trackers._contrib import import_contrib
+
+if TYPE_CHECKING:
+    from drytorch_contrib_tensorboard import TensorBoard
+
+__all__ = ['TensorBoard']
+
+DISTRIBUTION = 'drytorch-contrib-tensorboard'
+
+
+def __getattr__(name: str) -> Any:
+    if name == 'TensorBoard':
+        module = import_contrib(
+            'drytorch_contrib_tensorboard.tracker', DISTRIBUTION, f'{__name__}.{name}'
+        )
+        value = module.TensorBoard
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
