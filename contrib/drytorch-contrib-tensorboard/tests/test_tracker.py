@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 import tomllib
 from typing import Any
 
@@ -502,3 +503,25 @@ def test_the_steps_purge_waits_for_the_model_of_the_checkpoint(
         'net/step/Trainer-MSE': [(2, 1.0), (4, 1.0), (6, 2.0)],
         'aux/step/Trainer-MSE': [(2, 3.0)],
     }
+
+
+def test_the_original_server_and_queue_options(tmp_path: pathlib.Path) -> None:
+    import urllib.request
+
+    quiet = TensorBoard()
+    served = TensorBoard(start_server=True, max_queue_size=3)
+    with experiment(served).create_run('r1'):
+        trainer('net').train(1)
+        assert served.writer.max_queue == 3
+    assert quiet.server_url is None and quiet.max_queue_size == 10
+    assert served.server_url is not None
+    with urllib.request.urlopen(served.server_url, timeout=30) as response:
+        assert response.status == 200  # a real server, on localhost
+    deadline, runs = time.monotonic() + 60, ''
+    while 'exp/r1' not in runs and time.monotonic() < deadline:
+        time.sleep(0.5)  # the server rescans its folder every few seconds
+        with urllib.request.urlopen(served.server_url + 'data/runs') as response:
+            runs = response.read().decode()
+    assert 'exp/r1' in runs  # it serves the runs under par_dir
+    with pytest.raises(ValueError, match='max_queue_size'):
+        TensorBoard(max_queue_size=0)

@@ -481,10 +481,11 @@ class ModelNotFoundError(CheckpointError):
 class ConvergenceError(TrainingError):
     """The loss became non-finite (NaN or infinite); training cannot go on."""
 
-    def __init__(self, criterion: object) -> None:
+    def __init__(self, criterion: object, message: str | None = None) -> None:
         self.criterion = criterion
         super().__init__(
-            f'The loss is {criterion}: training diverged. Lower the learning '
+            message
+            or f'The loss is {criterion}: training diverged. Lower the learning '
             'rate, clip the gradients or check the data for non-finite values.'
         )
 

@@ -184,8 +184,8 @@ class Experiment(Generic[ConfigT]):
         return active.experiment
 
     @staticmethod
-    def set_current(experiment: Experiment[Any]) -> None:
-        """Check that ``experiment`` is the current one (the original's setter).
+    def set_current(exp: Experiment[Any]) -> None:
+        """Check that ``exp`` is the current one (the original's setter).
 
         In ours an experiment is current exactly while one of its runs is
         active: that is what ``get_config()`` reads, and the run's record
@@ -194,16 +194,16 @@ class Experiment(Generic[ConfigT]):
 
         Raises:
             NoActiveExperimentError: no run is active; start one of
-                ``experiment`` (``with experiment.create_run(): ...``).
+                ``exp`` (``with exp.create_run(): ...``).
             NestedScopeError: a run of another experiment is active.
         """
         active = scope.active_run()
         if active is None:
             raise exceptions.NoActiveExperimentError(
-                f'Making {experiment.name!r} the current experiment'
+                f'Making {exp.name!r} the current experiment'
             )
-        if active.experiment.key != experiment.key:
-            raise exceptions.NestedScopeError(active.experiment.name, experiment.name)
+        if active.experiment.key != exp.key:
+            raise exceptions.NestedScopeError(active.experiment.name, exp.name)
 
     @classmethod
     def get_config(cls) -> ConfigT:

@@ -366,17 +366,18 @@ def init_trackers(mode: str = 'standard') -> None:
     _mode_names.update(_name_of(tracker) for tracker in _defaults)
 
 
-def extend_default_trackers(trackers: Iterable[Any]) -> None:
+def extend_default_trackers(tracker_list: Iterable[Any]) -> None:
     """Add trackers to the defaults that new experiments start with.
 
-    A tracker named like one of the init mode's replaces it.
+    A tracker named like one of the init mode's replaces it. The parameter
+    has the original DRYTorch's name, so keyword calls written for it work.
 
     Raises:
         TrackerError: a tracker added earlier already has the name.
     """
     default_trackers()  # initialise from the settings first
     assert _defaults is not None
-    for tracker in trackers:
+    for tracker in tracker_list:
         name = _name_of(tracker)
         if name in _mode_names:
             _mode_names.discard(name)

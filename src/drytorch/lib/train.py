@@ -449,7 +449,8 @@ class Trainer(ModelRunnerWithLogs[Input, Target, Output]):
         the model has passed already trains nothing and warns.
 
         Raises:
-            TrainingError: the loss was not finite in an epoch.
+            ConvergenceError: the loss was not finite in an epoch (a
+                ``TrainingError``).
             ModuleNotRegisteredError: the model belongs to another run.
 
         Warns:
@@ -472,7 +473,8 @@ class Trainer(ModelRunnerWithLogs[Input, Target, Output]):
 
         Raises:
             ValueError: ``n_steps`` is below 1.
-            TrainingError: the loss was not finite in an epoch.
+            ConvergenceError: the loss was not finite in an epoch (a
+                ``TrainingError``).
         """
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f'train_steps() needs a number >= 1, got {n_steps!r}.')
@@ -789,10 +791,11 @@ class Trainer(ModelRunnerWithLogs[Input, Target, Output]):
             self._carry_step_sums()
         loss_value = metrics.get(self.loss.name, math.nan)
         if not math.isfinite(loss_value):
-            raise exceptions.TrainingError(
+            raise exceptions.ConvergenceError(  # a TrainingError
+                loss_value,
                 f'The loss {self.loss.name!r} of model {model.name!r} was '
                 f'{loss_value} in epoch {model.epoch}: training stopped. Lower the '
-                'learning rate, clip gradients, or check the data for NaN.'
+                'learning rate, clip gradients, or check the data for NaN.',
             )
         self._report()
         model.post_epoch_update()

@@ -5,10 +5,11 @@
 is used: ``from drytorch.trackers.tensorboard import TensorBoard`` fails at
 that line when the package is missing, with an error naming it.
 
-Differences from the original's ``TensorBoard(par_dir=None, start_server=True,
-max_queue_size=10, flush_secs=120)``: ours takes ``par_dir`` and ``flush_secs``
-(default 10 s), starts no TensorBoard server (run ``tensorboard --logdir
-<par_dir>/tensorboard``) and has no ``max_queue_size``.
+It takes the original's ``TensorBoard(par_dir=None, start_server=True,
+max_queue_size=10, flush_secs=120)`` arguments, with two defaults of ours:
+``start_server=False`` (a server is a long-lived thread and a port, started
+only when asked; else run ``tensorboard --logdir <par_dir>/tensorboard``) and
+``flush_secs=10``.
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ import dataclasses
 import importlib.util
 import json
 import os
+import pathlib
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -137,18 +139,27 @@ class _Session:
 class TensorBoard(Dumper):
     """Write metrics, learning rates and the configuration for TensorBoard.
 
-    It never starts a TensorBoard server: run ``tensorboard --logdir
-    <par_dir>/tensorboard`` yourself.
+    By default it starts no TensorBoard server: run ``tensorboard --logdir
+    <par_dir>/tensorboard`` yourself, or pass ``start_server=True`` (the
+    original DRYTorch's default) to serve that folder from this process.
 
     Args:
         par_dir: the folder to write in; defaults to the experiment's.
+        start_server: at the first run, start a TensorBoard server in a
+            background thread of this process, on localhost, serving every
+            run of ``par_dir``; its address is ``server_url`` and is logged.
+        max_queue_size: the summaries kept in memory before a write (the
+            writer's ``max_queue``).
         flush_secs: how often, in seconds, pending events are written to disk
             (they are also written when training or a test ends, and when the
             run stops).
 
+    Attributes:
+        server_url: the address of the started server, else ``None``.
+
     Raises:
         ImportError: TensorBoard is not installed.
-        ValueError: ``flush_secs`` is not positive.
+        ValueError: ``flush_secs`` or ``max_queue_size`` is not positive.
     """
 
     kind = 'tensorboard'
@@ -156,6 +167,8 @@ class TensorBoard(Dumper):
     def __init__(
         self,
         par_dir: str | os.PathLike[str] | None = None,
+        start_server: bool = False,
+        max_queue_size: int = 10,
         flush_secs: float = 10.0,
     ) -> None:
         if importlib.util.find_spec('tensorboard') is None:
@@ -165,8 +178,17 @@ class TensorBoard(Dumper):
             )
         if not flush_secs > 0:
             raise ValueError(f'flush_secs must be positive, got {flush_secs!r}.')
+        if isinstance(max_queue_size, bool) or not (
+            isinstance(max_queue_size, int) and max_queue_size > 0
+        ):
+            raise ValueError(
+                f'max_queue_size must be a positive integer, got {max_queue_size!r}.'
+            )
         super().__init__(par_dir)
+        self.start_server = start_server
+        self.max_queue_size = max_queue_size
         self.flush_secs = flush_secs
+        self.server_url: str | None = None
         self._session: _Session | None = None
 
     @property
@@ -190,6 +212,7 @@ class TensorBoard(Dumper):
             # file to its folder and never rewrites the earlier ones.
             session.writer = SummaryWriter(
                 log_dir=str(self.run_dir(session.run)),
+                max_queue=self.max_queue_size,
                 flush_secs=self.flush_secs,
                 purge_step=session.purge_step,
             )
@@ -214,6 +237,7 @@ class TensorBoard(Dumper):
 
             session.step_writer = SummaryWriter(
                 log_dir=str(self.run_dir(session.run) / STEPS_FOLDER),
+                max_queue=self.max_queue_size,
                 flush_secs=self.flush_secs,
                 purge_step=purge_step,
             )
@@ -237,6 +261,17 @@ class TensorBoard(Dumper):
     def on_run_start(self, run: RunView) -> None:
         """Note the configuration; the event file opens with the first summary."""
         self._begin(run)
+        if self.start_server and self.server_url is None:
+            self._serve(self.run_dir(run).parents[1])
+
+    def _serve(self, logdir: pathlib.Path) -> None:
+        """Serve ``logdir`` from a TensorBoard thread of this process (once)."""
+        from tensorboard import program  # type: ignore[import-untyped]
+
+        server = program.TensorBoard()
+        server.configure(logdir=str(logdir), host='localhost')
+        self.server_url = server.launch()
+        print(f'TensorBoard serves {logdir} at {self.server_url}', file=sys.stderr)
 
     @hookimpl
     def on_metrics(self, event: MetricsEvent, run: RunView) -> None:
