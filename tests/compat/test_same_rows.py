@@ -135,3 +135,14 @@ def test_a_non_finite_loss_raises_convergence_error(run: Any) -> None:
         trainer.train(2)
     assert isinstance(raised.value, exceptions.TrainingError)  # and ours
     assert math.isnan(raised.value.criterion)
+
+
+def test_previous_runs_and_the_metadata_manager() -> None:
+    exp = kit.experiment('history')
+    assert exp.previous_runs == []
+    with exp.create_run(run_id='a'):
+        pass
+    with exp.create_run(run_id='b') as run:
+        description = run.metadata_manager.extract_metadata({'lr': 0.1, 'n': [1, 2]})
+    assert exp.previous_runs == ['a', 'b']  # from the registry, oldest first
+    assert description == {'lr': 0.1, 'n': [1, 2]}

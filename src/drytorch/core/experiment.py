@@ -165,6 +165,15 @@ class Experiment(Generic[ConfigT]):
             raise exceptions.NoActiveExperimentError(f'{self.name}.run')
         return active
 
+    @property
+    def previous_runs(self) -> list[str]:
+        """The ids of this experiment's recorded runs, oldest first.
+
+        The original DRYTorch's attribute, read from our registry: the same
+        as ``list_runs().ids``.
+        """
+        return self.list_runs().ids
+
     @classmethod
     def get_current(cls) -> Experiment[ConfigT]:
         """Return the experiment of the active run, checked against ``cls``.

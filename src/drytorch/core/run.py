@@ -31,6 +31,7 @@ from drytorch.core import (
     scope,
     seeding,
     summary,
+    tracking,
     watchdog,
 )
 from drytorch.core.plugins import PluginHost, get_host
@@ -186,6 +187,16 @@ class Run(Generic[ConfigT]):
     def created_at_str(self) -> str:
         """The creation time as the original formats run ids: ``%Y-%m-%d@%Hh%Mm%Ss``."""
         return self.created_at.strftime('%Y-%m-%d@%Hh%Mm%Ss')
+
+    @property
+    def metadata_manager(self) -> tracking.MetadataManager:
+        """What describes models and runners for metadata (the original's name).
+
+        Ours has no per-run state: descriptions go to trackers in the events
+        (``ActorRegisterEvent.description``); this is a ``MetadataManager``
+        whose ``extract_metadata(obj)`` gives the same description.
+        """
+        return tracking.MetadataManager()
 
     def add_tags(self, *tags: str | Iterable[str]) -> None:
         """Add tags (strings, or lists of them) to the run's record.
