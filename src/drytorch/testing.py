@@ -34,11 +34,36 @@ from drytorch.trackers import logging as builtin_logging
 __all__ = [
     'HookRecorder',
     'isolated',
+    'require_distribution',
     'start_torchrun',
     'stop_torchrun',
     'torchrun',
     'wait_torchrun',
 ]
+
+
+def require_distribution(distribution: str) -> None:
+    """Stop a pytest session at once when ``distribution`` is not installed.
+
+    A plugin's tests need the plugin installed (its entry point is what makes
+    DRYTorch load it); call this from ``pytest_configure`` so that a missing
+    install is one clear line, not a failure in every test.
+
+    Raises:
+        pytest.UsageError: the distribution is not installed; the message
+            says how to install it from a DRYTorch checkout.
+    """
+    import importlib.metadata
+
+    import pytest
+
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise pytest.UsageError(
+            f'{distribution} is not installed in this environment; run '
+            f'`pip install ./contrib/{distribution}` first.'
+        ) from None
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ settings to ``drytorch.testing.isolated`` (the default: init mode ``none``).
 
 from __future__ import annotations
 
-import importlib.metadata
 import pathlib
 import re
 from collections.abc import Iterator
@@ -28,13 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         'markers', 'drytorch_settings(**settings): DRYTorch settings of the test'
     )
-    try:
-        importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise pytest.UsageError(
-            f'{DISTRIBUTION} is not installed in this environment; run '
-            f'`pip install ./contrib/{DISTRIBUTION}` first.'
-        ) from None
+    testing.require_distribution(DISTRIBUTION)
 
 
 @pytest.fixture(scope='session')

@@ -6,7 +6,6 @@ The tests need the distribution installed:
 
 from __future__ import annotations
 
-import importlib.metadata
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -18,13 +17,7 @@ DISTRIBUTION = 'drytorch-contrib-optuna'
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    try:
-        importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise pytest.UsageError(
-            f'{DISTRIBUTION} is not installed in this environment; run '
-            f'`pip install ./contrib/{DISTRIBUTION}` first.'
-        ) from None
+    testing.require_distribution(DISTRIBUTION)
 
 
 @pytest.fixture(autouse=True)

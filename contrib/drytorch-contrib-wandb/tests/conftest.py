@@ -8,7 +8,6 @@ runs offline, silent, with every folder of its own in a temporary one.
 
 from __future__ import annotations
 
-import importlib.metadata
 import pathlib
 import sys
 from collections.abc import Iterator
@@ -23,13 +22,7 @@ WANDB_FOLDERS = ('WANDB_DIR', 'WANDB_CACHE_DIR', 'WANDB_CONFIG_DIR', 'WANDB_DATA
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    try:
-        importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise pytest.UsageError(
-            f'{DISTRIBUTION} is not installed in this environment; run '
-            f'`pip install ./contrib/{DISTRIBUTION}` first.'
-        ) from None
+    testing.require_distribution(DISTRIBUTION)
 
 
 def wandb_environment(folder: pathlib.Path) -> dict[str, str]:
