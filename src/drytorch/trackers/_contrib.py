@@ -14,11 +14,14 @@ the original, with ``ContribPackageMissingError`` naming the package to install.
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable, Mapping
 from types import ModuleType
+from typing import Any
 
 from drytorch.core import exceptions
 
-__all__ = ['ContribPackageMissingError', 'import_contrib']
+__all__ = ['ContribPackageMissingError', 'forwarder', 'import_contrib']
 
 
 class ContribPackageMissingError(exceptions.DryTorchError, ModuleNotFoundError):
@@ -40,17 +43,13 @@ def _blocked_or_missing(error: ModuleNotFoundError, module: str) -> bool:
     )
 
 
-def import_contrib(
-    module: str, distribution: str, what: str, *, alternative: str | None = None
-) -> ModuleType:
+def import_contrib(module: str, distribution: str, what: str) -> ModuleType:
     """Import a contrib package's module, or say which distribution to install.
 
     Args:
         module: the module to import (``drytorch_contrib_wandb.tracker``).
         distribution: the distribution that provides it.
         what: the name asked for, at the original's path, for the message.
-        alternative: for a package not written yet, the built-in to use
-            instead; the message then says so.
 
     Raises:
         ContribPackageMissingError: the module is not installed (or its import
@@ -62,16 +61,34 @@ def import_contrib(
     except ModuleNotFoundError as error:
         if not _blocked_or_missing(error, module):
             raise
-        if alternative is None:
-            message = (
-                f'{what} is provided by the {distribution} package, which is not '
-                f'installed. Install it with `pip install {distribution}` (from a '
-                f'DRYTorch checkout: `pip install ./contrib/{distribution}`).'
-            )
-        else:
-            message = (
-                f'{what} would be provided by the {distribution} package, which '
-                f'is not written yet (`pip install {distribution}` once it '
-                f'exists). Use {alternative} instead.'
-            )
+        message = (
+            f'{what} is provided by the {distribution} package, which is not '
+            f'installed. Install it with `pip install {distribution}` (from a '
+            f'DRYTorch checkout: `pip install ./contrib/{distribution}`).'
+        )
         raise ContribPackageMissingError(message, module.split('.')[0]) from error
+
+
+def forwarder(
+    module_name: str, modules: Mapping[str, str], distribution: str
+) -> Callable[[str], Any]:
+    """Return the module ``__getattr__`` of a forwarding module.
+
+    Args:
+        module_name: the forwarding module (its ``__name__``).
+        modules: each forwarded name and the contrib module that holds it.
+        distribution: the distribution of those modules.
+
+    The first use of a name imports its contrib module and caches the value
+    in the forwarding module, so later uses are plain attribute reads.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in modules:
+            raise AttributeError(f'module {module_name!r} has no attribute {name!r}')
+        module = import_contrib(modules[name], distribution, f'{module_name}.{name}')
+        value = getattr(module, name)
+        setattr(sys.modules[module_name], name, value)
+        return value
+
+    return __getattr__

@@ -10,9 +10,9 @@ naming it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from drytorch.trackers._contrib import import_contrib
+from drytorch.trackers._contrib import forwarder
 
 if TYPE_CHECKING:
     from drytorch_contrib_hydra import HydraLink, HydraNotRunningError
@@ -22,12 +22,6 @@ __all__ = ['HydraLink', 'HydraNotRunningError']
 DISTRIBUTION = 'drytorch-contrib-hydra'
 
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        module = import_contrib(
-            'drytorch_contrib_hydra.tracker', DISTRIBUTION, f'{__name__}.{name}'
-        )
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+__getattr__ = forwarder(
+    __name__, dict.fromkeys(__all__, 'drytorch_contrib_hydra.tracker'), DISTRIBUTION
+)

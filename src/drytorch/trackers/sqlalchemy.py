@@ -14,9 +14,9 @@ standard library alone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from drytorch.trackers._contrib import import_contrib
+from drytorch.trackers._contrib import forwarder
 
 if TYPE_CHECKING:
     from drytorch_contrib_sqlalchemy import (
@@ -40,10 +40,4 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MODULES:
-        module = import_contrib(_MODULES[name], DISTRIBUTION, f'{__name__}.{name}')
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+__getattr__ = forwarder(__name__, _MODULES, DISTRIBUTION)

@@ -14,9 +14,9 @@ only when asked; else run ``tensorboard --logdir <par_dir>/tensorboard``) and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from drytorch.trackers._contrib import import_contrib
+from drytorch.trackers._contrib import forwarder
 
 if TYPE_CHECKING:
     from drytorch_contrib_tensorboard import TensorBoard
@@ -26,12 +26,8 @@ __all__ = ['TensorBoard']
 DISTRIBUTION = 'drytorch-contrib-tensorboard'
 
 
-def __getattr__(name: str) -> Any:
-    if name == 'TensorBoard':
-        module = import_contrib(
-            'drytorch_contrib_tensorboard.tracker', DISTRIBUTION, f'{__name__}.{name}'
-        )
-        value = module.TensorBoard
-        globals()[name] = value
-        return value
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+__getattr__ = forwarder(
+    __name__,
+    dict.fromkeys(__all__, 'drytorch_contrib_tensorboard.tracker'),
+    DISTRIBUTION,
+)

@@ -21,7 +21,7 @@ import pathlib
 import re
 import tomllib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ['TomlDumper', 'file_name']
 
-CONFIG_FILE = 'config.toml'
+CONFIG = 'config'
 ARCHITECTURE = 'architecture'
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 _DEVICES = {'CON', 'PRN', 'AUX', 'NUL'} | {
@@ -69,6 +69,9 @@ class TomlDumper(base.Dumper):
     """
 
     kind = 'metadata'
+    suffix = '.toml'
+    """The files' extension; a subclass writing another format changes it
+    and ``dump``."""
 
     def __init__(self, par_dir: str | os.PathLike[str] | None = None) -> None:
         super().__init__(par_dir)
@@ -95,7 +98,7 @@ class TomlDumper(base.Dumper):
             'n_parameters': event.n_parameters,
             'architecture': event.architecture,
         }
-        self._write(run, f'{ARCHITECTURE}.toml', event.model_name, data)
+        self._write(run, ARCHITECTURE, event.model_name, data)
 
     @hookimpl
     def on_actor_register(
@@ -103,18 +106,24 @@ class TomlDumper(base.Dumper):
     ) -> None:
         """Write what the runner is: its loader, objective, schedule..."""
         stem = file_name(event.actor_name, reserved=(ARCHITECTURE,))
-        self._write(run, f'{stem}.toml', event.model_name, _plain(event.description))
+        self._write(run, stem, event.model_name, _plain(event.description))
 
     def _begin(self, run: RunView) -> None:
         """Start a session of ``run``: warn afresh, write its configuration."""
         self._session = run
         self._warned = False
-        self._write(run, CONFIG_FILE, None, run.config_table())
+        self._write(run, CONFIG, None, run.config_table())
+
+    def dump(self, path: pathlib.Path, data: Mapping[str, Any]) -> None:
+        """Write ``data`` to ``path``, keeping a differing old file beside it."""
+        write_kept(
+            path, tomli_w.dumps(data, multiline_strings=True).encode(), _same_toml
+        )
 
     def _write(
-        self, run: RunView, name: str, model: str | None, data: Mapping[str, Any]
+        self, run: RunView, stem: str, model: str | None, data: Mapping[str, Any]
     ) -> None:
-        """Write ``data`` to ``name`` (in the model's folder if given).
+        """Write ``data`` to the file ``stem`` (in the model's folder if given).
 
         A session whose start this tracker did not see gets its
         configuration written first.
@@ -123,10 +132,10 @@ class TomlDumper(base.Dumper):
             self._begin(run)
         folder = self.folder(run)
         if model is not None:
-            folder /= file_name(model, reserved=(CONFIG_FILE,))
-        path = folder / name
+            folder /= file_name(model, reserved=(f'{CONFIG}{self.suffix}',))
+        path = folder / f'{stem}{self.suffix}'
         try:
-            _write_kept(path, data)
+            self.dump(path, data)
         except OSError as err:
             if not self._warned:
                 self._warned = True
@@ -138,15 +147,19 @@ class TomlDumper(base.Dumper):
                 )
 
 
-def _write_kept(path: pathlib.Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` to ``path``; keep a differing old file as ``<stem>.<n>``."""
-    content = tomli_w.dumps(data, multiline_strings=True).encode()
+def write_kept(
+    path: pathlib.Path, content: bytes, same: Callable[[bytes, bytes], bool]
+) -> None:
+    """Write ``content`` to ``path``; keep a differing old file as ``<stem>.<n>``.
+
+    ``same`` tells whether the old file holds the same data in other words.
+    """
     try:
         old = path.read_bytes()
     except FileNotFoundError:
         old = None
     if old is not None:
-        if old == content or _same_toml(old, content):
+        if old == content or same(old, content):
             return
         _keep(path, old)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,15 +23,14 @@ import importlib
 import importlib.util
 import os
 import pathlib
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from drytorch.core import exceptions, files
+from drytorch.core import exceptions
 from drytorch.trackers import toml
 
 if TYPE_CHECKING:
-    from drytorch.core.run_view import RunView
+    pass
 
 __all__ = [
     'MAX_LENGTH_PLAIN_REPR',
@@ -49,9 +48,6 @@ MAX_LENGTH_SHORT_REPR = 10
 
 TS_FMT = '%Y-%m-%d@%Hh%Mm%Ss'
 """The original's timestamp format; kept for imports (our files carry none)."""
-
-CONFIG_FILE = 'config.yaml'
-SUFFIX = '.yaml'
 
 
 class MissingYamlDependencyError(exceptions.TrackerError, ImportError):
@@ -77,33 +73,16 @@ class YamlDumper(toml.TomlDumper):
         MissingYamlDependencyError: PyYAML is not installed.
     """
 
+    suffix = '.yaml'
+
     def __init__(self, par_dir: str | os.PathLike[str] | None = None) -> None:
         if importlib.util.find_spec('yaml') is None:
             raise MissingYamlDependencyError()
         super().__init__(par_dir)
 
-    def _write(
-        self, run: RunView, name: str, model: str | None, data: Mapping[str, Any]
-    ) -> None:
-        """Write ``data`` as YAML to ``name`` with ``.yaml`` for ``.toml``."""
-        if run is not self._session:
-            self._begin(run)
-        stem = name.removesuffix('.toml')  # config, architecture, a runner
-        folder = self.folder(run)
-        if model is not None:
-            folder /= toml.file_name(model, reserved=(CONFIG_FILE,))
-        path = folder / f'{stem}{SUFFIX}'
-        try:
-            _write_kept(path, data)
-        except OSError as err:
-            if not self._warned:
-                self._warned = True
-                warnings.warn(
-                    f'{self.name} could not write the run metadata to {path}: '
-                    f'{err}. The run goes on without it.',
-                    exceptions.DryTorchWarning,
-                    stacklevel=2,
-                )
+    def dump(self, path: pathlib.Path, data: Mapping[str, Any]) -> None:
+        """Write ``data`` as YAML to ``path``, keeping a differing old file."""
+        toml.write_kept(path, dumps(data).encode(), _same_yaml)
 
 
 def dumps(data: Mapping[str, Any]) -> str:
@@ -156,21 +135,6 @@ def _yaml_ready(value: Any) -> Any:
     if isinstance(value, datetime.time):
         return value.isoformat()
     return value
-
-
-def _write_kept(path: pathlib.Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` to ``path``; keep a differing old file as ``<stem>.<n>``."""
-    content = dumps(data).encode()
-    try:
-        old = path.read_bytes()
-    except FileNotFoundError:
-        old = None
-    if old is not None:
-        if old == content or _same_yaml(old, content):
-            return
-        toml._keep(path, old)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    files.replace_file(path, content)
 
 
 def _same_yaml(old: bytes, new: bytes) -> bool:
